@@ -1,0 +1,51 @@
+"""`cartpole-jax` command line: parse flags, call library code, turn bad input into one-line errors."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .commands import config as config_cmd
+from .commands import train as train_cmd
+from .commands.common import fail
+
+COMMANDS = {"config": config_cmd, "train": train_cmd}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line and exit code 2."""
+
+    def error(self, message: str):
+        sys.exit(fail(message.splitlines()[0]))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="cartpole-jax", description="DQN on CartPole-v1, compiled end to end with JAX.")
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"cartpole-jax {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for module in COMMANDS.values():
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .config import ConfigError
+    from .policy import PolicyError
+    from .run import NonFiniteError
+
+    try:
+        return COMMANDS[args.command].run(args)
+    except (ConfigError, PolicyError) as err:
+        return fail(str(err))
+    except NonFiniteError as err:
+        return fail(str(err), code=1)
+    except KeyboardInterrupt:
+        print("cartpole-jax: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

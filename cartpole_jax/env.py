@@ -1,0 +1,70 @@
+"""Batched CartPole-v1 on gymnax's dynamics, with termination and truncation kept apart.
+
+gymnax's own auto-reset step splits a key per env and computes a reset for every env on every
+step; here one uniform draw serves the whole batch and finished envs take it by `where`.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+from gymnax.environments.classic_control.cartpole import CartPole, EnvParams, EnvState
+
+NUM_ACTIONS = 2
+OBS_SIZE = 4
+PARAMS = EnvParams()
+_CARTPOLE = CartPole()
+
+
+@struct.dataclass
+class StepResult:
+    obs: jax.Array  # observation to act on next (a fresh episode's where one ended)
+    final_obs: jax.Array  # true observation after the step, before any reset
+    reward: jax.Array
+    terminated: jax.Array  # the pole fell or the cart left the track
+    truncated: jax.Array  # the 500-step time limit cut the episode
+
+
+def observe(state: EnvState) -> jax.Array:
+    return jnp.stack([state.x, state.x_dot, state.theta, state.theta_dot], axis=-1)
+
+
+def _initial(key: jax.Array, num_envs: int) -> EnvState:
+    s = jax.random.uniform(key, (4, num_envs), minval=-0.05, maxval=0.05)
+    return EnvState(x=s[0], x_dot=s[1], theta=s[2], theta_dot=s[3], time=jnp.zeros(num_envs, jnp.int32))
+
+
+def reset(key: jax.Array, num_envs: int) -> tuple[jax.Array, EnvState]:
+    """Fresh episodes for `num_envs` envs: states uniform in [-0.05, 0.05]^4, as gymnasium does."""
+    state = _initial(key, num_envs)
+    return observe(state), state
+
+
+def is_terminated(state: EnvState, params: EnvParams = PARAMS) -> jax.Array:
+    return _CARTPOLE.is_terminated(state, params)
+
+
+def advance(state: EnvState, action: jax.Array, params: EnvParams = PARAMS) -> tuple[EnvState, jax.Array, jax.Array]:
+    """CartPole-v1 physics for every env, no reset: (state, terminated, truncated)."""
+    unused_key = jax.random.key(0)  # gymnax's CartPole step draws nothing
+    stepped = jax.vmap(_CARTPOLE.step_env, in_axes=(None, 0, 0, None))(unused_key, state, action, params)[1]
+    terminated = is_terminated(stepped, params)
+    truncated = (stepped.time >= params.max_steps_in_episode) & ~terminated
+    return stepped, terminated, truncated
+
+
+def step(key: jax.Array, state: EnvState, action: jax.Array, params: EnvParams = PARAMS) -> tuple[EnvState, StepResult]:
+    """Advance every env one step; envs whose episode ended start a new one from `key`'s draw."""
+    stepped, terminated, truncated = advance(state, action, params)
+    done = terminated | truncated
+    fresh = _initial(key, action.shape[0])
+    next_state = jax.tree.map(lambda a, b: jnp.where(done, a, b), fresh, stepped)
+    result = StepResult(
+        obs=observe(next_state),
+        final_obs=observe(stepped),
+        reward=jnp.ones_like(stepped.x),
+        terminated=terminated,
+        truncated=truncated,
+    )
+    return next_state, result

@@ -1,0 +1,71 @@
+"""DQN learning: TD targets, loss, one gradient step, target-network updates."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from . import schedule
+from .types import LearnerState, Transition
+
+
+def make_optimizer(cfg, hp) -> optax.GradientTransformation:
+    """cfg.optimizer with a linearly decaying learning rate and optional global-norm clipping."""
+    lr = optax.linear_schedule(hp.learning_rate, hp.learning_rate * hp.lr_end_fraction, max(schedule.total_updates(cfg), 1))
+    clip = jnp.where(hp.max_grad_norm > 0, hp.max_grad_norm, jnp.inf)
+    return optax.chain(optax.clip_by_global_norm(clip), getattr(optax, cfg.optimizer)(lr, **dict(cfg.optimizer_kwargs)))
+
+
+def td_target(q_next_online, q_next_target, reward, done, gamma, double: bool):
+    """r + gamma * Q_target(s', a*) unless done; a* from the online net (double DQN) or the target net."""
+    if double:
+        best = jnp.argmax(q_next_online, axis=-1)
+        value = jnp.take_along_axis(q_next_target, best[..., None], axis=-1)[..., 0]
+    else:
+        value = jnp.max(q_next_target, axis=-1)
+    return reward + gamma * (1.0 - done.astype(reward.dtype)) * value
+
+
+def td_loss(q_taken, target, kind: str):
+    err = q_taken - jax.lax.stop_gradient(target)
+    if kind == "huber":
+        return jnp.mean(optax.huber_loss(err, delta=1.0))
+    return jnp.mean(jnp.square(err))
+
+
+def make_loss(network, cfg):
+    def loss_fn(params, target_params, batch: Transition, gamma):
+        q = network.apply(params, batch.obs)
+        q_taken = jnp.take_along_axis(q, batch.action[:, None], axis=-1)[:, 0]
+        q_next_target = network.apply(target_params, batch.next_obs)
+        q_next_online = network.apply(params, batch.next_obs) if cfg.double_dqn else q_next_target
+        target = td_target(q_next_online, q_next_target, batch.reward, batch.done, gamma, cfg.double_dqn)
+        return td_loss(q_taken, target, cfg.loss)
+
+    return loss_fn
+
+
+def init(key, network, tx, example_obs) -> LearnerState:
+    params = network.init(key, example_obs)
+    return LearnerState(params=params, target_params=params, opt_state=tx.init(params))
+
+
+def update_target(learner: LearnerState, tau) -> LearnerState:
+    target = optax.incremental_update(learner.params, learner.target_params, tau)
+    return learner.replace(target_params=target)
+
+
+def make_update(network, tx, cfg):
+    """update(learner, batch, hp) -> (learner, loss): one gradient step, then the per-step target update."""
+    grad_fn = jax.value_and_grad(make_loss(network, cfg))
+
+    def update(learner: LearnerState, batch: Transition, hp):
+        loss, grads = grad_fn(learner.params, learner.target_params, batch, hp.gamma)
+        updates, opt_state = tx.update(grads, learner.opt_state, learner.params)
+        learner = learner.replace(params=optax.apply_updates(learner.params, updates), opt_state=opt_state)
+        if cfg.target_update_every == 0:
+            learner = update_target(learner, hp.tau)
+        return learner, loss
+
+    return update

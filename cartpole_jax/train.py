@@ -1,0 +1,148 @@
+"""The compiled training program: `make_train(config) -> train(key)`, built from chunked `lax.scan`s.
+
+`make_trainer` exposes the two pure pieces the host driver uses (`init`, `run_chunk`); `make_train`
+joins them into one function for researchers' own `jax.jit(jax.vmap(train))(keys)`.
+
+    >>> import jax
+    >>> from cartpole_jax import Config, make_train
+    >>> cfg = Config(total_env_steps=2_000, eval_every=1_000, num_chunks=2)
+    >>> train = jax.jit(jax.vmap(make_train(cfg)))
+    >>> state = train(jax.vmap(jax.random.key)(jax.numpy.arange(3)))
+    >>> state.metrics.shape  # 3 seeds, 2 evaluations, 6 metric columns
+    (3, 2, 6)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from . import actor, buffer, env, learner, schedule
+from .config import Config, HyperParams
+from .evaluate import evaluate
+from .network import make_network
+from .types import METRIC_COLUMNS, EpisodeStats, RunState, Transition
+
+
+class Trainer(NamedTuple):
+    """init(key, hp) -> RunState; run_chunk(state, hp, chunk_index) -> RunState. One seed each."""
+
+    init: Callable
+    run_chunk: Callable
+    config: Config
+
+
+def make_trainer(cfg: Config) -> Trainer:
+    network = make_network(cfg)
+    n, num_steps = cfg.num_envs, cfg.num_vector_steps
+    obs_example = jnp.zeros((env.OBS_SIZE,), jnp.float32)
+
+    def init(key, hp: HyperParams) -> RunState:
+        k_net, k_env, k_run = jax.random.split(key, 3)
+        tx = learner.make_optimizer(cfg, hp)
+        obs, env_state = env.reset(k_env, n)
+        example = Transition(obs_example, jnp.int32(0), jnp.float32(0), obs_example, jnp.bool_(False))
+        zero = jnp.float32(0)
+        return RunState(
+            key=k_run,
+            env_state=env_state,
+            obs=obs,
+            buffer=buffer.init(example, cfg.buffer_size),
+            learner=learner.init(k_net, network, tx, obs_example),
+            stats=EpisodeStats(jnp.zeros(n, jnp.float32), zero, zero, zero, zero),
+            metrics=jnp.full((cfg.num_evals, len(METRIC_COLUMNS)), jnp.nan, jnp.float32),
+            nonfinite_step=jnp.int32(-1),
+        )
+
+    def learn(state: RunState, hp, key, t) -> tuple[RunState, jax.Array]:
+        """The gradient steps and target update due after vector step t; losses go to the accumulators."""
+        update = learner.make_update(network, learner.make_optimizer(cfg, hp), cfg)
+
+        def one(i, carry):
+            lrn, loss_sum = carry
+            batch = buffer.sample(state.buffer, jax.random.fold_in(key, i), cfg.batch_size)
+            lrn, loss = update(lrn, batch, hp)
+            return lrn, loss_sum + loss
+
+        count = schedule.updates_at(cfg, t)
+        carry = (state.learner, jnp.float32(0))
+        if schedule.max_updates_per_step(cfg) == 1:
+            lrn, loss_sum = jax.lax.cond(count > 0, lambda c: one(0, c), lambda c: c, carry)
+        else:
+            lrn, loss_sum = jax.lax.fori_loop(0, count, one, carry)
+        if cfg.target_update_every > 0:
+            due = schedule.target_update_due(cfg, t)
+            lrn = jax.lax.cond(due, lambda x: learner.update_target(x, hp.tau), lambda x: x, lrn)
+        stats = state.stats
+        stats = stats.replace(loss_sum=stats.loss_sum + loss_sum, updates=stats.updates + count)
+        bad = (count > 0) & ~jnp.isfinite(loss_sum) & (state.nonfinite_step < 0)
+        nonfinite = jnp.where(bad, (t + 1) * n, state.nonfinite_step)
+        return state.replace(learner=lrn, stats=stats, nonfinite_step=nonfinite)
+
+    def record(state: RunState, hp, key, t) -> RunState:
+        """Greedy evaluation and the metrics row it completes; resets the accumulators."""
+        _, slot = schedule.eval_slot(cfg, t)
+        returns = evaluate(key, state.learner.params, network.apply, cfg.eval_episodes)
+        s = state.stats
+        row = jnp.stack([
+            ((t + 1) * n).astype(jnp.float32),
+            jnp.mean(returns),
+            jnp.std(returns),
+            jnp.where(s.episodes > 0, s.return_sum / jnp.maximum(s.episodes, 1), jnp.nan),
+            jnp.where(s.updates > 0, s.loss_sum / jnp.maximum(s.updates, 1), jnp.nan),
+            actor.epsilon(cfg, hp, (t + 1) * n),
+        ])
+        zero = jnp.float32(0)
+        stats = s.replace(return_sum=zero, episodes=zero, loss_sum=zero, updates=zero)
+        return state.replace(metrics=state.metrics.at[slot].set(row), stats=stats)
+
+    def step(state: RunState, hp, t) -> RunState:
+        key, k_act, k_env, k_learn, k_eval = jax.random.split(state.key, 5)
+        q = network.apply(state.learner.params, state.obs)
+        action = actor.epsilon_greedy(k_act, q, actor.epsilon(cfg, hp, t * n))
+        env_state, res = env.step(k_env, state.env_state, action)
+        no_bootstrap = res.terminated if cfg.bootstrap_on_truncation else res.terminated | res.truncated
+        reward = jnp.where(res.terminated, hp.failure_reward, res.reward)
+        transition = Transition(state.obs, action, reward, res.final_obs, no_bootstrap)
+        ended = res.terminated | res.truncated
+        ret = state.stats.running_return + res.reward
+        stats = state.stats.replace(
+            running_return=jnp.where(ended, 0.0, ret),
+            return_sum=state.stats.return_sum + jnp.sum(jnp.where(ended, ret, 0.0)),
+            episodes=state.stats.episodes + jnp.sum(ended),
+        )
+        state = state.replace(key=key, env_state=env_state, obs=res.obs, buffer=buffer.add(state.buffer, transition), stats=stats)
+        state = learn(state, hp, k_learn, t)
+        is_eval, _ = schedule.eval_slot(cfg, t)
+        return jax.lax.cond(is_eval, lambda s: record(s, hp, k_eval, t), lambda s: s, state)
+
+    def run_chunk(state: RunState, hp, chunk_index) -> RunState:
+        """Vector steps [chunk_index * chunk_len, ...) of the run; steps past the end are no-ops."""
+        ts = chunk_index * cfg.chunk_len + jnp.arange(cfg.chunk_len, dtype=jnp.int32)
+
+        def body(s, t):
+            return jax.lax.cond(t < num_steps, lambda x: step(x, hp, t), lambda x: x, s), None
+
+        return jax.lax.scan(body, state, ts)[0]
+
+    return Trainer(init, run_chunk, cfg)
+
+
+def make_train(cfg: Config, hp: HyperParams | None = None) -> Callable:
+    """The whole run as one pure function `train(key) -> RunState` (hp defaults to cfg's values).
+
+    With `hp` left out, `train(key, hp)` also accepts hyperparameters explicitly, so
+    `jax.vmap(train)(keys, batched_hp)` sweeps vmappable fields in one program.
+    """
+    trainer = make_trainer(cfg)
+    default_hp = cfg.hyperparams() if hp is None else hp
+
+    def train(key, hp: HyperParams = default_hp) -> RunState:
+        state = trainer.init(key, hp)
+        body = lambda s, c: (trainer.run_chunk(s, hp, c), None)
+        return jax.lax.scan(body, state, jnp.arange(cfg.num_chunks, dtype=jnp.int32))[0]
+
+    return train
