@@ -128,6 +128,10 @@ class Config:
         out["optimizer_kwargs"] = dict(self.optimizer_kwargs)
         return out
 
+    def static_key(self) -> tuple:
+        """The static fields' values: two configs with equal keys share one compiled program."""
+        return tuple(getattr(self, n) for n in STATIC_FIELDS)
+
     @property
     def num_vector_steps(self) -> int:
         return -(-self.total_env_steps // self.num_envs)

@@ -15,7 +15,7 @@ import platform
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -161,7 +161,20 @@ def batching_mode(mode: str, devices: list) -> str:
 
 
 class Program:
-    """The compiled init and chunk functions for R runs sharded over devices; compiled once."""
+    """The compiled init and chunk functions for R runs sharded over devices; compiled once.
+
+    Use `Program.get`: programs are cached by static config, run count, devices and batching, so
+    runs that differ only in vmappable values reuse the compiled code.
+    """
+
+    _cache: ClassVar[dict[tuple, Program]] = {}
+
+    @classmethod
+    def get(cls, cfg: Config, num_runs: int, devices: list, batching: str = "auto") -> Program:
+        key = (cfg.static_key(), num_runs, tuple(d.id for d in devices), batching_mode(batching, devices))
+        if key not in cls._cache:
+            cls._cache[key] = cls(cfg, num_runs, devices, batching)
+        return cls._cache[key]
 
     def __init__(self, cfg: Config, num_runs: int, devices: list, batching: str = "auto"):
         self.cfg, self.num_runs = cfg, num_runs
@@ -180,6 +193,7 @@ class Program:
             donate_argnums=0,
         )
         self.compile_seconds = 0.0
+        self.compiled = False
 
     def pad(self, tree):
         """Repeat run 0 to fill the last device; padded runs are computed and dropped."""
@@ -188,7 +202,10 @@ class Program:
             return tree
         return jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[:1], extra, axis=0)]), tree)
 
-    def compile(self, keys, hps):
+    def compile(self, keys, hps) -> float:
+        """Compile both functions ahead of time (once); return the seconds this call spent."""
+        if self.compiled:
+            return 0.0
         t0 = time.perf_counter()
         state_shape = jax.eval_shape(self._init, keys, hps)
         sharded = lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=self.runs_sharding)
@@ -196,6 +213,8 @@ class Program:
         self._init = self._init.lower(keys, hps).compile()
         self._chunk = self._chunk.lower(state_shape, hps, jnp.int32(0)).compile()
         self.compile_seconds = time.perf_counter() - t0
+        self.compiled = True
+        return self.compile_seconds
 
     def init(self, keys, hps):
         return self._init(keys, hps)
@@ -224,11 +243,11 @@ def run(
     seeds = [int(s) for s in seeds]
     grid = [dict(g) for g in grid] if grid is not None else [{} for _ in seeds]
     devs = pick_devices(devices)
-    program = Program(cfg, len(seeds), devs, batching)
+    program = Program.get(cfg, len(seeds), devs, batching)
     keys = program.pad(jax.vmap(jax.random.key)(jnp.asarray(seeds, dtype=jnp.uint32)))
     hps = program.pad(jax.tree.map(jnp.asarray, batch_hyperparams(cfg, grid)))
     keys, hps = jax.device_put((keys, hps), program.runs_sharding)
-    program.compile(keys, hps)
+    compile_seconds = program.compile(keys, hps)
 
     start = 0
     t0 = time.perf_counter()
@@ -259,7 +278,7 @@ def run(
     per_run = [jax.tree.map(lambda x, i=i: x[i], params) for i in range(len(seeds))]
     return RunResult(
         config=cfg, preset=preset, seeds=seeds, grid=grid, metrics=metrics, params=per_run,
-        compile_seconds=program.compile_seconds, train_seconds=train_seconds, num_devices=len(devs),
+        compile_seconds=compile_seconds, train_seconds=train_seconds, num_devices=len(devs),
         state=state, interrupted=interrupted, chunks_done=done,
     )
 
