@@ -6,10 +6,16 @@ import argparse
 import sys
 
 from .commands import config as config_cmd
+from .commands import evaluate as eval_cmd
+from .commands import plan as plan_cmd
+from .commands import render as render_cmd
+from .commands import resume as resume_cmd
+from .commands import sweep as sweep_cmd
 from .commands import train as train_cmd
 from .commands.common import fail
 
-COMMANDS = {"config": config_cmd, "train": train_cmd}
+COMMANDS = {"config": config_cmd, "train": train_cmd, "resume": resume_cmd, "eval": eval_cmd, "render": render_cmd}
+COMMANDS |= {"sweep": sweep_cmd, "plan": plan_cmd}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -33,8 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .config import ConfigError
+    from .errors import NonFiniteError
     from .policy import PolicyError
-    from .run import NonFiniteError
 
     try:
         return COMMANDS[args.command].run(args)

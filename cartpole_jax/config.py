@@ -79,38 +79,38 @@ class Config:
     """Everything that defines a training run. Units are per seed unless said otherwise."""
 
     # --- static: sizes and counts (a change recompiles) ---
-    total_env_steps: int = _field(50_000, "Env steps to train for, per seed (rounded up to a multiple of num_envs).", _int(1), unit="env steps")
-    num_envs: int = _field(1, "Parallel CartPole envs per seed; one env step of each counts as one env step.", _int(1, 1 << 20), unit="envs")
+    total_env_steps: int = _field(40_000, "Env steps to train for, per seed (rounded up to a multiple of num_envs).", _int(1), unit="env steps")
+    num_envs: int = _field(4, "Parallel CartPole envs per seed; one env step of each counts as one env step.", _int(1, 1 << 20), unit="envs")
     buffer_size: int = _field(50_000, "Replay capacity per seed; the oldest transitions are overwritten first.", _int(1), unit="transitions")
     batch_size: int = _field(128, "Transitions per gradient step (at most buffer_size).", _int(1), unit="transitions")
     learning_starts: int = _field(1_000, "Env steps collected before the first gradient step (and before an exponential epsilon starts to decay).", _int(0), unit="env steps")
-    train_every: int = _field(1, "Env steps per gradient step; with num_envs > train_every several gradient steps follow each vector step.", _int(1), unit="env steps")
+    train_every: int = _field(2, "Env steps per gradient step; with num_envs > train_every several gradient steps follow each vector step.", _int(1), unit="env steps")
     target_update_every: int = _field(0, "Env steps between target-network updates; 0 updates it after every gradient step.", _int(0), unit="env steps")
     hidden_sizes: tuple[int, ...] = _field((64, 64), "Widths of the Q-network's hidden layers.", LAYERS, unit="units")
     activation: str = _field("relu", "Hidden-layer activation.", _choice("relu", "tanh", "elu", "gelu", "silu"))
     kernel_init: str = _field("lecun_normal", "Initialiser of the Q-network's weights.", _choice("lecun_normal", "he_uniform", "he_normal", "glorot_uniform", "orthogonal"))
     dueling: bool = _field(False, "Use a dueling head (value + mean-centred advantages).", BOOL)
     double_dqn: bool = _field(True, "Pick the next action with the online net, value it with the target net.", BOOL)
-    loss: str = _field("huber", "TD loss: huber (delta 1) or mse (mean squared TD error).", _choice("huber", "mse"))
+    loss: str = _field("mse", "TD loss: huber (delta 1) or mse (mean squared TD error).", _choice("huber", "mse"))
     optimizer: str = _field("adam", "Name of an optax optimizer taking learning_rate.", _choice("adam", "adamw", "rmsprop", "sgd", "radam", "nadam", "lamb", "lion", "adabelief", "yogi"))
     optimizer_kwargs: tuple = _field((), "Extra keyword arguments for the optax optimizer, e.g. {decay = 0.95, eps = 0.01}.", KWARGS)
     epsilon_schedule: str = _field("linear", "linear: eps_start to eps_end over eps_decay_steps from step 0; exponential: times eps_decay per env step from learning_starts.", _choice("linear", "exponential"))
     bootstrap_on_truncation: bool = _field(True, "Bootstrap from the final observation when an episode is cut at 500 steps (CartPole-v1's time limit is not a failure).", BOOL)
-    eval_every: int = _field(5_000, "Env steps between greedy evaluations (plus one at the end).", _int(1), unit="env steps")
+    eval_every: int = _field(2_000, "Env steps between greedy evaluations (plus one at the end).", _int(1), unit="env steps")
     eval_episodes: int = _field(32, "Greedy episodes per evaluation, per seed.", _int(1, 1 << 16), unit="episodes")
     num_chunks: int = _field(10, "Compiled pieces the run is cut into; progress is shown and checkpoints taken between them.", _int(1), unit="chunks")
-    checkpoint_every: int = _field(0, "Chunks between checkpoints; 0 takes none.", _int(0), unit="chunks")
+    checkpoint_every: int = _field(3, "Chunks between checkpoints under RUN_DIR/checkpoints/ (`cartpole-jax resume` continues from the latest); 0 takes none except on Ctrl-C.", _int(0), unit="chunks")
     keep_checkpoints: int = _field(2, "Most recent checkpoints kept.", _int(1), unit="checkpoints")
 
     # --- vmappable: inputs of the compiled program ---
-    learning_rate: float = _field(1e-3, "Initial optimizer step size.", _float(0, None, lo_open=True), vmap=True)
-    lr_end_fraction: float = _field(1.0, "Learning rate at the last gradient step as a fraction of learning_rate (linear decay; 1 keeps it constant).", _float(0, 1), vmap=True)
+    learning_rate: float = _field(5e-3, "Initial optimizer step size.", _float(0, None, lo_open=True), vmap=True)
+    lr_end_fraction: float = _field(0.0, "Learning rate at the last gradient step as a fraction of learning_rate (linear decay; 1 keeps it constant).", _float(0, 1), vmap=True)
     gamma: float = _field(0.99, "Discount factor.", _float(0, 1), vmap=True)
-    tau: float = _field(0.01, "Step size of each target update: 1 copies the online net, smaller is Polyak averaging.", _float(0, 1, lo_open=True), vmap=True)
+    tau: float = _field(0.1, "Step size of each target update: 1 copies the online net, smaller is Polyak averaging.", _float(0, 1, lo_open=True), vmap=True)
     max_grad_norm: float = _field(0.0, "Clip gradients to this global norm; 0 turns clipping off.", _float(0), vmap=True)
     eps_start: float = _field(1.0, "Exploration epsilon at the start.", _float(0, 1), vmap=True)
     eps_end: float = _field(0.05, "Exploration epsilon floor.", _float(0, 1), vmap=True)
-    eps_decay_steps: float = _field(10_000, "Linear schedule: env steps from eps_start to eps_end.", _float(0, None, lo_open=True), vmap=True, unit="env steps")
+    eps_decay_steps: float = _field(8_000, "Linear schedule: env steps from eps_start to eps_end.", _float(0, None, lo_open=True), vmap=True, unit="env steps")
     eps_decay: float = _field(0.999, "Exponential schedule: factor per env step.", _float(0, 1, lo_open=True), vmap=True)
     failure_reward: float = _field(1.0, "Reward stored for a step that ends the episode by failure (CartPole's own is 1).", _float(), vmap=True)
 
@@ -172,9 +172,11 @@ class HyperParams:
     failure_reward: Any
 
 
-# Why each default: CartPole rewards reach 500 in a few thousand good updates, so we favour many cheap
-# gradient steps on a small net, double DQN + Huber for stable targets, a Polyak target and a decaying
-# learning rate so the solved policy stops drifting (see issue 5's study in the README).
+# Why the defaults (measured with grids of 4 seeds, see README "Learning quality"): a high Adam step
+# (5e-3) with MSE learns CartPole's ~100-sized Q-values fast where Huber's unit slope crawls; a Polyak
+# target with tau 0.1 was steadier than hard copies or tau <= 0.05; decaying the learning rate to 0
+# freezes a solved policy instead of letting it drift; 4 envs and one update per 2 env steps keep
+# 32 seeds cheap on a CPU; double DQN curbs the overestimation that high learning rates invite.
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     # The classic Keras tutorial, reproduced field by field.

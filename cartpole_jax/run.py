@@ -23,16 +23,9 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from .config import SOLVED_RETURN, Config, ConfigError, HyperParams, apply
+from .errors import NonFiniteError
 from .train import make_trainer
 from .types import METRIC_COLUMNS, RunState
-
-
-class NonFiniteError(RuntimeError):
-    """A run's loss became NaN or infinite."""
-
-    def __init__(self, run_index: int, seed: int, env_step: int):
-        self.run_index, self.seed, self.env_step = run_index, seed, env_step
-        super().__init__(f"seed {seed}: loss became non-finite at env step {env_step}")
 
 
 @dataclass
@@ -254,7 +247,7 @@ def run(
     if resume is None:
         state = program.init(keys, hps)
     else:
-        state, start = jax.device_put(resume[0], program.runs_sharding), resume[1]
+        state, start = jax.device_put(program.pad(resume[0]), program.runs_sharding), resume[1]
     jax.block_until_ready(state)
     train_seconds, done, interrupted = 0.0, start, False
     for c in range(start, cfg.num_chunks):
@@ -266,19 +259,24 @@ def run(
         nonfinite = np.asarray(state.nonfinite_step)[: len(seeds)]
         if (nonfinite >= 0).any():
             i = int(np.argmax(nonfinite >= 0))
-            raise NonFiniteError(i, seeds[i], int(nonfinite[i]))
+            partial = _result(cfg, preset, seeds, grid, state, compile_seconds, train_seconds, len(devs), False, done)
+            raise NonFiniteError(i, seeds[i], int(nonfinite[i]), partial)
         if progress is not None:
             progress(_progress(cfg, state, done, train_seconds, len(seeds)))
         if after_chunk is not None and after_chunk(done, state, program) is False and done < cfg.num_chunks:
             interrupted = True
             break
 
+    return _result(cfg, preset, seeds, grid, state, compile_seconds, train_seconds, len(devs), interrupted, done)
+
+
+def _result(cfg, preset, seeds, grid, state, compile_seconds, train_seconds, num_devices, interrupted, done) -> RunResult:
     metrics = np.asarray(state.metrics)[: len(seeds)]
     params = jax.device_get(state.learner.params)
     per_run = [jax.tree.map(lambda x, i=i: x[i], params) for i in range(len(seeds))]
     return RunResult(
         config=cfg, preset=preset, seeds=seeds, grid=grid, metrics=metrics, params=per_run,
-        compile_seconds=compile_seconds, train_seconds=train_seconds, num_devices=len(devs),
+        compile_seconds=compile_seconds, train_seconds=train_seconds, num_devices=num_devices,
         state=state, interrupted=interrupted, chunks_done=done,
     )
 
