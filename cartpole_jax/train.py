@@ -82,11 +82,14 @@ def make_trainer(cfg: Config) -> Trainer:
         nonfinite = jnp.where(bad, (t + 1) * n, state.nonfinite_step)
         return state.replace(learner=lrn, stats=stats, nonfinite_step=nonfinite)
 
-    def record(state: RunState, hp, key, t) -> RunState:
-        """Greedy evaluation and the metrics row it completes; resets the accumulators."""
+    def record(metrics, s: EpisodeStats, params, hp, key, t):
+        """Greedy evaluation and the metrics row it completes; resets the accumulators.
+
+        Takes and returns only the small metrics and stats: a cond that returned the whole run
+        state would copy the replay buffer on every step.
+        """
         _, slot = schedule.eval_slot(cfg, t)
-        returns = evaluate(key, state.learner.params, network.apply, cfg.eval_episodes)
-        s = state.stats
+        returns = evaluate(key, params, network.apply, cfg.eval_episodes)
         row = jnp.stack([
             ((t + 1) * n).astype(jnp.float32),
             jnp.mean(returns),
@@ -97,7 +100,7 @@ def make_trainer(cfg: Config) -> Trainer:
         ])
         zero = jnp.float32(0)
         stats = s.replace(return_sum=zero, episodes=zero, loss_sum=zero, updates=zero)
-        return state.replace(metrics=state.metrics.at[slot].set(row), stats=stats)
+        return metrics.at[slot].set(row), stats
 
     def step(state: RunState, hp, t) -> RunState:
         key, k_act, k_env, k_learn, k_eval = jax.random.split(state.key, 5)
@@ -117,7 +120,9 @@ def make_trainer(cfg: Config) -> Trainer:
         state = state.replace(key=key, env_state=env_state, obs=res.obs, buffer=buffer.add(state.buffer, transition), stats=stats)
         state = learn(state, hp, k_learn, t)
         is_eval, _ = schedule.eval_slot(cfg, t)
-        return jax.lax.cond(is_eval, lambda s: record(s, hp, k_eval, t), lambda s: s, state)
+        params = state.learner.params
+        metrics, stats = jax.lax.cond(is_eval, lambda ms: record(*ms, params, hp, k_eval, t), lambda ms: ms, (state.metrics, state.stats))
+        return state.replace(metrics=metrics, stats=stats)
 
     def run_chunk(state: RunState, hp, chunk_index) -> RunState:
         """Vector steps [chunk_index * chunk_len, ...) of the run; steps past the end are no-ops."""
