@@ -69,6 +69,7 @@ def _choice(*choices: str) -> Rule:
     return Rule(str, choices=choices)
 
 
+MAX_INT = 2**31 - 1  # the compiled loop counts env steps in int32
 LAYERS = Rule(tuple)  # hidden_sizes: checked by hand
 KWARGS = Rule(dict)  # optimizer_kwargs: checked by hand
 BOOL = Rule(bool)
@@ -79,13 +80,13 @@ class Config:
     """Everything that defines a training run. Units are per seed unless said otherwise."""
 
     # --- static: sizes and counts (a change recompiles) ---
-    total_env_steps: int = _field(40_000, "Env steps to train for, per seed (rounded up to a multiple of num_envs).", _int(1), unit="env steps")
+    total_env_steps: int = _field(40_000, "Env steps to train for, per seed (rounded up to a multiple of num_envs).", _int(1, MAX_INT), unit="env steps")
     num_envs: int = _field(4, "Parallel CartPole envs per seed; one env step of each counts as one env step.", _int(1, 1 << 20), unit="envs")
-    buffer_size: int = _field(50_000, "Replay capacity per seed; the oldest transitions are overwritten first.", _int(1), unit="transitions")
-    batch_size: int = _field(128, "Transitions per gradient step (at most buffer_size).", _int(1), unit="transitions")
-    learning_starts: int = _field(1_000, "Env steps collected before the first gradient step (and before an exponential epsilon starts to decay).", _int(0), unit="env steps")
-    train_every: int = _field(2, "Env steps per gradient step; with num_envs > train_every several gradient steps follow each vector step.", _int(1), unit="env steps")
-    target_update_every: int = _field(0, "Env steps between target-network updates; 0 updates it after every gradient step.", _int(0), unit="env steps")
+    buffer_size: int = _field(50_000, "Replay capacity per seed; the oldest transitions are overwritten first.", _int(1, MAX_INT), unit="transitions")
+    batch_size: int = _field(128, "Transitions per gradient step (at most buffer_size).", _int(1, MAX_INT), unit="transitions")
+    learning_starts: int = _field(1_000, "Env steps collected before the first gradient step (and before an exponential epsilon starts to decay).", _int(0, MAX_INT), unit="env steps")
+    train_every: int = _field(2, "Env steps per gradient step; with num_envs > train_every several gradient steps follow each vector step.", _int(1, MAX_INT), unit="env steps")
+    target_update_every: int = _field(0, "Env steps between target-network updates; 0 updates it after every gradient step.", _int(0, MAX_INT), unit="env steps")
     hidden_sizes: tuple[int, ...] = _field((64, 64), "Widths of the Q-network's hidden layers.", LAYERS, unit="units")
     activation: str = _field("relu", "Hidden-layer activation.", _choice("relu", "tanh", "elu", "gelu", "silu"))
     kernel_init: str = _field("lecun_normal", "Initialiser of the Q-network's weights.", _choice("lecun_normal", "he_uniform", "he_normal", "glorot_uniform", "orthogonal"))
@@ -96,11 +97,11 @@ class Config:
     optimizer_kwargs: tuple = _field((), "Extra keyword arguments for the optax optimizer, e.g. {decay = 0.95, eps = 0.01}.", KWARGS)
     epsilon_schedule: str = _field("linear", "linear: eps_start to eps_end over eps_decay_steps from step 0; exponential: times eps_decay per env step from learning_starts.", _choice("linear", "exponential"))
     bootstrap_on_truncation: bool = _field(True, "Bootstrap from the final observation when an episode is cut at 500 steps (CartPole-v1's time limit is not a failure).", BOOL)
-    eval_every: int = _field(2_000, "Env steps between greedy evaluations (plus one at the end).", _int(1), unit="env steps")
+    eval_every: int = _field(2_000, "Env steps between greedy evaluations (plus one at the end).", _int(1, MAX_INT), unit="env steps")
     eval_episodes: int = _field(32, "Greedy episodes per evaluation, per seed.", _int(1, 1 << 16), unit="episodes")
-    num_chunks: int = _field(10, "Compiled pieces the run is cut into; progress is shown and checkpoints taken between them.", _int(1), unit="chunks")
-    checkpoint_every: int = _field(3, "Chunks between checkpoints under RUN_DIR/checkpoints/ (`cartpole-jax resume` continues from the latest); 0 takes none except on Ctrl-C.", _int(0), unit="chunks")
-    keep_checkpoints: int = _field(2, "Most recent checkpoints kept.", _int(1), unit="checkpoints")
+    num_chunks: int = _field(10, "Compiled pieces the run is cut into; progress is shown and checkpoints taken between them.", _int(1, MAX_INT), unit="chunks")
+    checkpoint_every: int = _field(3, "Chunks between checkpoints under RUN_DIR/checkpoints/ (`cartpole-jax resume` continues from the latest); 0 takes none except on Ctrl-C.", _int(0, MAX_INT), unit="chunks")
+    keep_checkpoints: int = _field(2, "Most recent checkpoints kept.", _int(1, MAX_INT), unit="checkpoints")
 
     # --- vmappable: inputs of the compiled program ---
     learning_rate: float = _field(5e-3, "Initial optimizer step size.", _float(0, None, lo_open=True), vmap=True)
@@ -221,13 +222,18 @@ def _coerce(name: str, value: Any) -> Any:
             return value
         raise bad
     if rule.kind is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if not isinstance(value, float) or not value.is_integer():
             raise ConfigError(f"{name} must be {rule.describe()} (a whole number); got {value!r}")
         return int(value)
     if rule.kind is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # a TOML integer too large for a float
+            raise bad from None
     if not isinstance(value, str):
         raise bad
     return value
@@ -242,7 +248,7 @@ def _check_range(name: str, value: Any) -> None:
             raise ConfigError(f"{name} must be {rule.describe()}; got {value!r}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
         return
     if rule.kind in (int, float):
-        if not math.isfinite(value):
+        if isinstance(value, float) and not math.isfinite(value):
             raise bad
         if rule.lo is not None and (value < rule.lo or (rule.lo_open and value == rule.lo)):
             raise bad
@@ -262,6 +268,8 @@ def validate(cfg: Config) -> Config:
     if cfg.num_envs > cfg.buffer_size:
         raise ConfigError(f"num_envs must be in [1, buffer_size={cfg.buffer_size}] so one vector step fits the buffer; got {cfg.num_envs}")
     steps = cfg.num_vector_steps * cfg.num_envs
+    if steps > MAX_INT:
+        raise ConfigError(f"total_env_steps must be in [1, {MAX_INT}] after rounding up to a multiple of num_envs; got {steps}")
     if cfg.learning_starts >= steps:
         raise ConfigError(f"learning_starts must be in [0, total_env_steps={steps}) so that some learning happens; got {cfg.learning_starts}")
     if cfg.num_chunks > cfg.num_vector_steps:

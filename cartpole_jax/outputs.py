@@ -17,13 +17,19 @@ from .policy import save_policy
 from .types import METRIC_COLUMNS
 
 
-def prepare_out_dir(path: str | Path, force: bool) -> Path:
-    """Create the run directory; a non-empty one is an error unless force."""
+def check_out_dir(path: str | Path, force: bool) -> Path:
+    """Refuse a path that is a file, or a non-empty directory without force; create nothing."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ConfigError(f"--out {path}: exists and is not a directory")
     if path.is_dir() and any(path.iterdir()) and not force:
         raise ConfigError(f"--out {path}: directory is not empty (pass --force to overwrite)")
+    return path
+
+
+def prepare_out_dir(path: str | Path, force: bool) -> Path:
+    """Create the run directory; a non-empty one is an error unless force."""
+    path = check_out_dir(path, force)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:

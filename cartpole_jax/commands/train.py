@@ -32,10 +32,11 @@ def run(args) -> int:
     distributed.setup(args)
     preset, cfg = config_from_args(args)
     from .. import checkpoint, planner
-    from ..outputs import prepare_out_dir, write_json
+    from ..outputs import check_out_dir, prepare_out_dir, write_json
     from ..run import pick_devices
 
     pick_devices(args.devices)  # a bad --devices fails before anything is written
+    check_out_dir(args.out or default_out(preset), args.force)  # cheap checks before the planner traces
     planner.require_fit(cfg, args.seeds, args.devices)
     out = prepare_out_dir(args.out or default_out(preset), args.force)
     # With --force, an earlier run's checkpoints would be resumed instead of (or pruned before) ours.

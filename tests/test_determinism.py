@@ -1,0 +1,83 @@
+"""Runs are functions of (config, seed): bitwise the same twice, across processes, and whatever other seeds share the call."""
+
+import json
+import subprocess
+import sys
+
+import jax
+import numpy as np
+
+from cartpole_jax import actor
+from cartpole_jax.config import Config
+from cartpole_jax.outputs import metrics_csv
+from cartpole_jax.run import params_sha256, train_seeds
+from cartpole_jax.train import make_train
+
+CFG = Config(
+    total_env_steps=1_200, num_envs=2, buffer_size=500, batch_size=32, learning_starts=200, hidden_sizes=(16, 16),
+    eval_every=400, eval_episodes=4, num_chunks=3, checkpoint_every=0,
+)
+CLI_SETS = [f"{k}={json.dumps(v)}" for k, v in CFG.to_dict().items() if v != getattr(Config(), k) and k != "hidden_sizes"]
+CLI_SETS.append(f"hidden_sizes={list(CFG.hidden_sizes)}")
+
+
+def same_run(a, i, b, j) -> None:
+    """Run i of result a and run j of result b are bitwise identical: every parameter and every metric."""
+    jax.tree.map(lambda x, y: np.testing.assert_array_equal(x, y, strict=True), a.params[i], b.params[j])
+    assert params_sha256(a.params[i]) == params_sha256(b.params[j])
+    np.testing.assert_array_equal(a.metrics[i], b.metrics[j])  # NaNs (unwritten rows) compare equal here
+
+
+def cli_train(out, seed: int) -> subprocess.Popen:
+    argv = [sys.executable, "-m", "cartpole_jax", "train", "--quiet", "--seed", str(seed), "--out", str(out)]
+    for s in CLI_SETS:
+        argv += ["--set", s]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+# One test (not four sharing a fixture), so that under pytest-xdist each program is compiled by one worker only.
+def test_a_run_is_a_function_of_config_and_seed(tmp_path):
+    # two fresh `cartpole-jax train` processes run meanwhile, for the cross-process check at the end
+    procs = [cli_train(tmp_path / f"run{i}", seed=2) for i in range(2)]
+
+    alone = train_seeds(CFG, [2])
+    assert not np.isnan(alone.metrics[0][:, 1]).any()  # every evaluation row was written
+
+    # same config and seed twice in one process
+    same_run(alone, 0, train_seeds(CFG, [2]), 0)
+
+    # a seed among others equals the seed alone (runs are mapped, not batched, on CPU)
+    four = train_seeds(CFG, [0, 1, 2, 3])
+    same_run(four, 2, alone, 0)
+
+    # different seeds really differ
+    assert len({params_sha256(p) for p in four.params}) == 4
+    for i in range(4):
+        for j in range(i + 1, 4):
+            assert not np.array_equal(four.metrics[i], four.metrics[j])
+
+    # across processes: both CLI runs agree bit for bit with each other and with this process
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err[-3000:]
+    summaries = [json.loads((tmp_path / f"run{i}" / "summary.json").read_text()) for i in range(2)]
+    csvs = [(tmp_path / f"run{i}" / "metrics.csv").read_bytes().decode() for i in range(2)]
+    config = json.loads((tmp_path / "run0" / "config.json").read_text())
+    assert {k: config[k] for k in CFG.to_dict()} == CFG.to_dict()  # the CLI trained exactly CFG
+    assert summaries[0]["runs"][0]["params_sha256"] == summaries[1]["runs"][0]["params_sha256"] == params_sha256(alone.params[0])
+    assert csvs[0] == csvs[1] == metrics_csv(alone.metrics, [2], [{}])
+
+
+def test_make_train_under_users_own_jit_vmap():
+    """The documented research entry point: jax.jit(jax.vmap(make_train(cfg)))(keys)."""
+    seeds = 3
+    state = jax.jit(jax.vmap(make_train(CFG)))(jax.vmap(jax.random.key)(np.arange(seeds)))
+    metrics = np.asarray(state.metrics)
+    assert metrics.shape == (seeds, CFG.num_evals, 6) == (seeds, 3, 6)
+    np.testing.assert_array_equal(metrics[:, :, 0], np.tile([400, 800, 1200], (seeds, 1)))  # env_step of each evaluation
+    assert np.all((metrics[:, :, 1] >= 5) & (metrics[:, :, 1] <= 500))  # greedy returns of real CartPole episodes
+    assert np.all(np.isfinite(metrics[:, :, 4]))  # learning happened before every evaluation (learning_starts=200)
+    expected_eps = [actor.epsilon(CFG, CFG.hyperparams(), s) for s in (400, 800, 1200)]
+    np.testing.assert_allclose(metrics[:, :, 5], np.tile(expected_eps, (seeds, 1)), rtol=1e-6)
+    assert len({params_sha256(jax.tree.map(lambda x, i=i: x[i], state.learner.params)) for i in range(seeds)}) == seeds
+    assert np.all(np.asarray(state.nonfinite_step) == -1)

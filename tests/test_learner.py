@@ -1,0 +1,174 @@
+"""DQN learning against hand-computed numbers, and probe problems whose Q-values are known in closed form."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cartpole_jax import learner, schedule
+from cartpole_jax.config import Config
+from cartpole_jax.network import QNetwork, make_network
+from cartpole_jax.types import LearnerState, Transition
+
+# --- td_target and td_loss on plain numbers ---
+
+Q_NEXT_ONLINE = jnp.array([[1.0, 5.0], [3.0, 2.0]])
+Q_NEXT_TARGET = jnp.array([[10.0, 20.0], [30.0, 40.0]])
+REWARD = jnp.array([1.0, 2.0])
+
+
+@pytest.mark.parametrize(
+    ("double", "done", "expected"),
+    [
+        (False, [0, 0], [1 + 0.5 * 20, 2 + 0.5 * 40]),  # DQN: max over the target net
+        (True, [0, 0], [1 + 0.5 * 20, 2 + 0.5 * 30]),  # double: argmax online (1, 0), valued by the target net
+        (False, [1, 0], [1, 2 + 0.5 * 40]),  # done: no bootstrap
+        (True, [1, 1], [1, 2]),
+    ],
+)
+def test_td_target_by_hand(double, done, expected):
+    target = learner.td_target(Q_NEXT_ONLINE, Q_NEXT_TARGET, REWARD, jnp.array(done, bool), 0.5, double)
+    np.testing.assert_allclose(target, expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize(("kind", "expected"), [("huber", (0.5 * 0.5**2 + (3 - 0.5)) / 2), ("mse", (0.5**2 + 3**2) / 2)])
+def test_td_loss_by_hand(kind, expected):
+    q_taken, target = jnp.array([0.0, 3.0]), jnp.array([0.5, 0.0])  # errors -0.5 (quadratic zone) and 3 (linear zone)
+    np.testing.assert_allclose(learner.td_loss(q_taken, target, kind), expected, rtol=1e-6)
+    grad_q, grad_target = jax.grad(learner.td_loss, argnums=(0, 1))(q_taken, target, kind)
+    np.testing.assert_allclose(grad_target, [0.0, 0.0])  # targets are constants
+    np.testing.assert_allclose(grad_q, [-0.5 / 2, 1.0 / 2] if kind == "huber" else [-0.5, 3.0])
+
+
+# --- the loss on a tiny linear Q-network with hand-set weights ---
+# With one-hot observations e0, e1 and no hidden layer, Q(e_i) is row i of the kernel.
+
+E0, E1 = jnp.eye(4)[0], jnp.eye(4)[1]
+
+
+def linear_params(rows) -> dict:
+    kernel = jnp.zeros((4, 2)).at[: len(rows)].set(jnp.array(rows, jnp.float32))
+    return {"params": {"q": {"kernel": kernel, "bias": jnp.zeros(2)}}}
+
+
+ONLINE = linear_params([[1.0, 2.0], [4.0, 3.0]])  # Q(e0) = [1, 2], Q(e1) = [4, 3]
+TARGET = linear_params([[10.0, 0.0], [0.0, 20.0]])  # Q'(e0) = [10, 0], Q'(e1) = [0, 20]
+
+
+def two_transitions(second_done: bool) -> Transition:
+    # e0 --action 1, r=1--> e1 (continues); e1 --action 0, r=0.5--> e0 (terminal, or cut by the time limit)
+    return Transition(
+        obs=jnp.stack([E0, E1]), action=jnp.array([1, 0]), reward=jnp.array([1.0, 0.5]),
+        next_obs=jnp.stack([E1, E0]), done=jnp.array([False, second_done]),
+    )
+
+
+# gamma = 0.9; q_taken = [Q(e0)[1], Q(e1)[0]] = [2, 4]
+# first target: DQN 1 + 0.9 * max Q'(e1) = 19; double 1 + 0.9 * Q'(e1)[argmax Q(e1) = 0] = 1
+# second target: terminal 0.5; truncated (done=0) bootstraps: DQN 0.5 + 0.9 * 10 = 9.5, double 0.5 + 0.9 * Q'(e0)[argmax Q(e0) = 1] = 0.5
+@pytest.mark.parametrize(
+    ("double", "second_done", "errors"),
+    [
+        (False, True, [2 - 19, 4 - 0.5]),
+        (True, True, [2 - 1, 4 - 0.5]),
+        (False, False, [2 - 19, 4 - 9.5]),
+        (True, False, [2 - 1, 4 - 0.5]),
+    ],
+)
+@pytest.mark.parametrize("loss", ["huber", "mse"])
+def test_loss_on_a_linear_net_by_hand(double, second_done, errors, loss):
+    cfg = Config(hidden_sizes=(), double_dqn=double, loss=loss)  # hidden_sizes=() only to get a linear net here
+    loss_fn = learner.make_loss(QNetwork(()), cfg)
+    err = np.abs(errors)
+    expected = np.mean(np.where(err <= 1, 0.5 * err**2, err - 0.5)) if loss == "huber" else np.mean(err**2)
+    np.testing.assert_allclose(loss_fn(ONLINE, TARGET, two_transitions(second_done), 0.9), expected, rtol=1e-6)
+    # the target network gets no gradient
+    grads = jax.grad(loss_fn, argnums=1)(ONLINE, TARGET, two_transitions(second_done), 0.9)
+    assert all(not np.any(g) for g in jax.tree.leaves(grads))
+
+
+# --- target updates ---
+
+
+def test_update_target_tau_one_copies_and_smaller_tau_is_polyak():
+    state = LearnerState(params=ONLINE, target_params=TARGET, opt_state=())
+    copied = learner.update_target(state, 1.0)
+    jax.tree.map(np.testing.assert_array_equal, copied.target_params, ONLINE)
+    polyak = learner.update_target(state, 0.25)
+    expected = jax.tree.map(lambda o, t: 0.25 * o + 0.75 * t, ONLINE, TARGET)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), polyak.target_params, expected)
+    jax.tree.map(np.testing.assert_array_equal, polyak.params, ONLINE)  # the online net is untouched
+
+
+@pytest.mark.parametrize(("every", "tau"), [(0, 1.0), (0, 0.5), (100, 1.0)])
+def test_make_update_applies_the_per_step_target_update_only_when_every_is_zero(every, tau):
+    cfg = Config(hidden_sizes=(8,), target_update_every=every, tau=tau, learning_rate=0.1)
+    net, hp = make_network(cfg), cfg.hyperparams()
+    tx = learner.make_optimizer(cfg, hp)
+    state = learner.init(jax.random.key(0), net, tx, jnp.zeros(4))
+    state = state.replace(target_params=jax.tree.map(jnp.zeros_like, state.params))
+    new, loss = jax.jit(learner.make_update(net, tx, cfg))(state, two_transitions(True), hp)
+    assert np.isfinite(loss)
+    if every == 0:  # tau=1 and every=0 is "no target network": the target is the online net after every step
+        expected = jax.tree.map(lambda p: tau * p, new.params)
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), new.target_params, expected)
+    else:  # left to the training loop's schedule
+        assert all(not np.any(t) for t in jax.tree.leaves(new.target_params))
+
+
+# --- probe problems: the real update, trained to the closed-form Q-values ---
+
+S0, S1 = jnp.array([1.0, 0.0, 0.0, 0.0]), jnp.array([0.0, 1.0, 0.0, 0.0])
+GAMMA = 0.9
+PROBE_BATCH = 8
+
+
+def probe_batch(rows) -> Transition:
+    """rows of (obs, action, reward, next_obs, done), tiled to a fixed batch so one compiled trainer serves all probes."""
+    rows = [rows[i % len(rows)] for i in range(PROBE_BATCH)]
+    obs, action, reward, next_obs, done = zip(*rows, strict=True)
+    return Transition(jnp.stack(obs), jnp.array(action, jnp.int32), jnp.array(reward, jnp.float32), jnp.stack(next_obs), jnp.array(done))
+
+
+PROBES = {
+    # one step, reward 1, terminal: Q = 1 for both actions
+    "one-step": ([(S0, a, 1.0, S0, True) for a in (0, 1)], {0: [1.0, 1.0]}),
+    # s0 -> s1 (reward 0) -> end (reward 1): Q(s0) = gamma, Q(s1) = 1
+    "two-step": ([(S0, a, 0.0, S1, False) for a in (0, 1)] + [(S1, a, 1.0, S0, True) for a in (0, 1)], {0: [GAMMA] * 2, 1: [1.0] * 2}),
+    # reward +1 for action 1, -1 for action 0, terminal: Q = [-1, +1]
+    "action-reward": ([(S0, 0, -1.0, S0, True), (S0, 1, 1.0, S0, True)], {0: [-1.0, 1.0]}),
+    # reward 1 forever, never terminal (a time-limit cut bootstraps): Q = 1 / (1 - gamma)
+    "bootstrap": ([(S0, a, 1.0, S0, False) for a in (0, 1)], {0: [1 / (1 - GAMMA)] * 2}),
+}
+
+PROBE_CFG = Config(
+    hidden_sizes=(32,), learning_rate=3e-3, lr_end_fraction=0.05, gamma=GAMMA, loss="mse", double_dqn=True,
+    tau=0.1, target_update_every=0, optimizer="adam", total_env_steps=2_000, num_envs=1, learning_starts=0,
+    batch_size=PROBE_BATCH, buffer_size=PROBE_BATCH,
+)
+
+
+@pytest.fixture(scope="module")
+def fit():
+    cfg, hp = PROBE_CFG, PROBE_CFG.hyperparams()
+    net = make_network(cfg)
+    tx = learner.make_optimizer(cfg, hp)
+    update = learner.make_update(net, tx, cfg)
+    steps = schedule.total_updates(cfg)  # the learning-rate schedule decays over exactly these
+
+    @jax.jit
+    def train(key, batch):
+        state = learner.init(key, net, tx, jnp.zeros(4))
+        state, losses = jax.lax.scan(lambda s, _: update(s, batch, hp), state, None, length=steps)
+        return net.apply(state.params, jnp.stack([S0, S1])), losses
+
+    return train
+
+
+@pytest.mark.parametrize("name", PROBES)
+def test_probe_learns_the_closed_form_q_values(fit, name):
+    rows, expected = PROBES[name]
+    q, losses = fit(jax.random.key(0), probe_batch(rows))
+    for state_index, values in expected.items():
+        np.testing.assert_allclose(q[state_index], values, atol=1e-2, err_msg=name)
+    assert losses[-1] < 1e-3 < losses[0]  # it learned; it did not start there
