@@ -107,15 +107,16 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=32)
     p.add_argument("--tutorial-seeds", type=int, default=8, help="seeds for seed-tutorial (one update per env step: slow)")
-    p.add_argument("--presets", default="default,purejaxrl,seed-tutorial")
+    p.add_argument("--presets", default="default,purejaxrl,seed-tutorial", help="comma-separated; NAME:SEEDS sets a preset's seeds")
     p.add_argument("--set", dest="sets", action="append", default=[], help="override applied to every preset")
     p.add_argument("--out", default="benchmarks/results")
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     records = []
-    for preset in args.presets.split(","):
-        seeds = args.tutorial_seeds if preset == "seed-tutorial" else args.seeds
+    for item in args.presets.split(","):
+        preset, _, count = item.partition(":")
+        seeds = int(count) if count else args.tutorial_seeds if preset == "seed-tutorial" else args.seeds
         records.append(measure(preset, seeds, args.sets))
         print(table(records[-1:]).splitlines()[-1], flush=True)
     meta = {"device": device_description(), "command": " ".join(["python benchmarks/learning.py", *(argv or sys.argv[1:])])}
