@@ -6,12 +6,12 @@ import csv
 import io
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .atomic import replacing
 from .config import ConfigError
 from .policy import save_policy
 from .types import METRIC_COLUMNS
@@ -40,11 +40,8 @@ def prepare_out_dir(path: str | Path, force: bool) -> Path:
 
 
 def write_atomic(path: str | Path, data: str | bytes) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    with os.fdopen(fd, "wb") as f:
+    with replacing(path) as tmp, open(tmp, "wb") as f:
         f.write(data.encode() if isinstance(data, str) else data)
-    os.replace(tmp, path)
 
 
 def write_json(path: str | Path, obj: Any) -> None:
@@ -74,9 +71,7 @@ def write_run(out: Path, result, title: str) -> dict:
     write_json(out / "config.json", {"preset": result.preset, **result.config.to_dict()})
     write_atomic(out / "metrics.csv", metrics_csv(result.metrics, result.seeds, result.grid))
     save_policy(out / "policy.npz", result.params, result.seeds, result.config.to_dict())
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=".learning_curve-", suffix=".png")
-    os.close(fd)
-    learning_curve(tmp, result.metrics, [f"seed {s}" for s in result.seeds], title)
-    os.replace(tmp, out / "learning_curve.png")
+    with replacing(out / "learning_curve.png") as tmp:
+        learning_curve(tmp, result.metrics, [f"seed {s}" for s in result.seeds], title)
     write_json(out / "summary.json", summary)
     return summary

@@ -9,12 +9,12 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+
+from .atomic import replacing
 
 FORMAT = "cartpole-jax-policy/1"
 _ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
@@ -45,11 +45,8 @@ def save_policy(path: str | Path, params: Sequence, seeds: Sequence[int], config
         "activation": config["activation"],
         "dueling": bool(config["dueling"]),
     }
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".policy-", suffix=".npz")
-    with os.fdopen(fd, "wb") as f:
+    with replacing(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
-    os.replace(tmp, path)
 
 
 class Policy:

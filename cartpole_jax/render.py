@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from .atomic import replacing
 
 WIDTH, HEIGHT = 480, 240
 X_LIMIT = 2.4  # CartPole-v1 ends an episode when |x| exceeds this
@@ -61,12 +61,6 @@ def render_gif(policy, out: str | Path, seed: int = 0, max_steps: int = 500) -> 
     # The reward is 1 per step taken, so the return after step t is t.
     frames = [draw(obs, t, float(t)) for t, obs in enumerate(observations)]
     out = Path(out)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}-", suffix=".gif")
-    os.close(fd)
-    try:
+    with replacing(out) as tmp:
         frames[0].save(tmp, save_all=True, append_images=frames[1:], duration=FRAME_MS, loop=0)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return len(frames)

@@ -12,8 +12,6 @@ import csv
 import io
 import itertools
 import json
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from .atomic import replacing
 from .config import FIELDS, SOLVED_RETURN, Config, ConfigError, apply, parse_value, validate
 
 _OPEN, _CLOSE = "[{(", "]})"
@@ -316,14 +315,8 @@ def write_sweep(out: Path, result: SweepResult, title: str) -> dict[str, Any]:
 
 def _write_png(path: Path, draw: Callable[[str], None]) -> None:
     """Draw into a temp file beside path, then rename, so a crash never leaves half a figure."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".png")
-    os.close(fd)
-    try:
+    with replacing(path) as tmp:
         draw(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def throughput(summary: dict[str, Any]) -> str:

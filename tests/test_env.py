@@ -71,7 +71,7 @@ def test_parity_with_gymnasium_cartpole_v1():
                 assert host_state.time[i] == times[i] + 1
                 np.testing.assert_array_equal(r.obs[i], r.final_obs[i])
     # the run really exercised both ways an episode ends
-    assert counts["truncated"] >= 3 and counts["terminated"] >= 20, counts
+    assert counts["truncated"] >= 3 and counts["terminated"] >= 10, counts
 
 
 def _random_states(key, n: int, max_time: int = 500) -> EnvState:
