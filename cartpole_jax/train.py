@@ -69,8 +69,12 @@ def make_trainer(cfg: Config) -> Trainer:
 
         count = schedule.updates_at(cfg, t)
         carry = (state.learner, jnp.float32(0))
-        if schedule.max_updates_per_step(cfg) == 1:
-            lrn, loss_sum = jax.lax.cond(count > 0, lambda c: one(0, c), lambda c: c, carry)
+        most = schedule.max_updates_per_step(cfg)
+        if n % cfg.train_every == 0:
+            # count is 0 or `most`: a fixed-length loop (unrolled when short) behind one real branch
+            # is much cheaper than a loop whose trip count XLA only learns at run time.
+            steps = lambda c: jax.lax.fori_loop(0, most, one, c, unroll=most <= 4)
+            lrn, loss_sum = jax.lax.cond(count > 0, steps, lambda c: c, carry)
         else:
             lrn, loss_sum = jax.lax.fori_loop(0, count, one, carry)
         if cfg.target_update_every > 0:
