@@ -74,7 +74,9 @@ def template(cfg: Config, num_runs: int):
 def to_host(state, num_runs: int) -> tuple[list[tuple[str, ...]], list[np.ndarray]]:
     """(leaf paths, leaves of the first num_runs runs as fresh numpy copies): the next chunk donates `state`."""
     paths, leaves, _ = _flatten(state)
-    leaves = [jax.random.key_data(x) if _is_key(x) else x for x in leaves]
+    from .run import to_host as gather
+
+    leaves = gather([jax.random.key_data(x) if _is_key(x) else x for x in leaves])
     return paths, [np.array(x[:num_runs]) for x in leaves]
 
 

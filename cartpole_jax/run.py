@@ -129,6 +129,22 @@ def pick_devices(num_devices: int | str | None) -> list:
     return available[:num_devices]
 
 
+def to_host(tree):
+    """numpy copies of (possibly sharded) arrays; in a multi-process job every process gathers all shards."""
+    if jax.process_count() == 1:
+        return jax.device_get(tree)
+    from jax.experimental import multihost_utils
+
+    return multihost_utils.process_allgather(tree, tiled=True)
+
+
+def place(tree, sharding):
+    """Put identical host values on every process's devices as one global array per leaf."""
+    if jax.process_count() == 1:
+        return jax.device_put(tree, sharding)
+    return jax.tree.map(lambda x: jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx]), tree)
+
+
 def batch_hyperparams(cfg: Config, grid: Sequence[dict[str, Any]]) -> HyperParams:
     """One HyperParams with a leading run axis: cfg's values with each run's overrides applied."""
     hps = [apply(cfg, point).hyperparams() for point in grid]
@@ -239,7 +255,7 @@ def run(
     program = Program.get(cfg, len(seeds), devs, batching)
     keys = program.pad(jax.vmap(jax.random.key)(jnp.asarray(seeds, dtype=jnp.uint32)))
     hps = program.pad(jax.tree.map(jnp.asarray, batch_hyperparams(cfg, grid)))
-    keys, hps = jax.device_put((keys, hps), program.runs_sharding)
+    keys, hps = place((keys, hps), program.runs_sharding)
     compile_seconds = program.compile(keys, hps)
 
     start = 0
@@ -247,7 +263,7 @@ def run(
     if resume is None:
         state = program.init(keys, hps)
     else:
-        state, start = jax.device_put(program.pad(resume[0]), program.runs_sharding), resume[1]
+        state, start = place(program.pad(resume[0]), program.runs_sharding), resume[1]
     jax.block_until_ready(state)
     train_seconds, done, interrupted = 0.0, start, False
     for c in range(start, cfg.num_chunks):
@@ -256,7 +272,7 @@ def run(
         jax.block_until_ready(state)
         train_seconds += time.perf_counter() - t0
         done = c + 1
-        nonfinite = np.asarray(state.nonfinite_step)[: len(seeds)]
+        nonfinite = to_host(state.nonfinite_step)[: len(seeds)]
         if (nonfinite >= 0).any():
             i = int(np.argmax(nonfinite >= 0))
             partial = _result(cfg, preset, seeds, grid, state, compile_seconds, train_seconds, len(devs), False, done)
@@ -271,8 +287,8 @@ def run(
 
 
 def _result(cfg, preset, seeds, grid, state, compile_seconds, train_seconds, num_devices, interrupted, done) -> RunResult:
-    metrics = np.asarray(state.metrics)[: len(seeds)]
-    params = jax.device_get(state.learner.params)
+    metrics = to_host(state.metrics)[: len(seeds)]
+    params = to_host(state.learner.params)
     per_run = [jax.tree.map(lambda x, i=i: x[i], params) for i in range(len(seeds))]
     return RunResult(
         config=cfg, preset=preset, seeds=seeds, grid=grid, metrics=metrics, params=per_run,
@@ -283,7 +299,7 @@ def _result(cfg, preset, seeds, grid, state, compile_seconds, train_seconds, num
 
 def _progress(cfg: Config, state: RunState, chunks_done: int, elapsed: float, num_runs: int) -> Progress:
     steps = min(chunks_done * cfg.chunk_len, cfg.num_vector_steps) * cfg.num_envs
-    metrics = np.asarray(state.metrics)[:num_runs]
+    metrics = to_host(state.metrics)[:num_runs]
     written = ~np.isnan(metrics[:, :, 0])
     latest = metrics[:, written[0].nonzero()[0][-1]] if written.any() else np.full((num_runs, len(METRIC_COLUMNS)), np.nan)
     with np.errstate(all="ignore"):
