@@ -1,6 +1,7 @@
 """A catalogue of wrong invocations: each exits 2 with one line on stderr that names the culprit, and touches nothing.
 
-Every case runs `python -m cartpole_jax ...` in a fresh process (cwd: a scratch directory holding the
+Every case runs `python -m cartpole_jax ...` (config, train, eval, render, resume, sweep, plan) in a fresh
+process (cwd: a scratch directory holding the
 files below). Each costs a Python start plus the package's imports (jax, flax, gymnax), a few seconds;
 the in-process rules themselves are covered case by case in test_config.py. To cover a new command,
 add rows to CASES.
@@ -73,6 +74,22 @@ CASES = [
     Case("out-not-empty", ("train", "--out", "out", *TINY), "--out out:"),
     Case("out-is-file", ("train", "--out", "afile", *TINY), "--out afile:"),
     Case("devices-too-many", ("train", "--devices", "4096", *TINY), "--devices"),
+    # the other commands: eval, render, resume, sweep, plan
+    Case("eval-missing-dir", ("eval", "nosuchdir"), "nosuchdir"),
+    Case("eval-not-a-run", ("eval", "out"), "out: no policy.npz"),
+    Case("eval-episodes-zero", ("eval", "out", "--episodes", "0"), "--episodes"),
+    Case("eval-not-a-policy-file", ("eval", "afile"), "afile"),
+    Case("render-missing-dir", ("render", "nosuchdir"), "nosuchdir"),
+    Case("render-max-steps-zero", ("render", "out", "--max-steps", "0"), "--max-steps"),
+    Case("resume-missing-dir", ("resume", "nosuchdir"), "nosuchdir"),
+    Case("resume-not-a-run", ("resume", "out"), "out: not a run directory"),
+    Case("resume-with-set", ("resume", "out", "--set", "gamma=0.5"), "--set"),
+    Case("sweep-unknown-key", ("sweep", "--grid", "gama=0.1"), "did you mean 'gamma'"),
+    Case("sweep-empty-values", ("sweep", "--grid", "learning_rate="), "learning_rate"),
+    Case("sweep-wrong-type", ("sweep", "--grid", "learning_rate=abc"), "learning_rate"),
+    Case("plan-seeds-zero", ("plan", "--seeds", "0"), "--seeds"),
+    Case("plan-bad-value", ("plan", "--set", "gamma=2"), "gamma"),
+    Case("plan-grid-out-of-range", ("plan", "--grid", "tau=2"), "tau"),
     # argparse itself
     Case("unknown-flag", ("train", "--bogus", *TINY), "--bogus"),
     Case("no-command", (), "command"),
