@@ -14,8 +14,15 @@ from .commands import sweep as sweep_cmd
 from .commands import train as train_cmd
 from .commands.common import fail
 
-COMMANDS = {"config": config_cmd, "train": train_cmd, "resume": resume_cmd, "eval": eval_cmd, "render": render_cmd}
-COMMANDS |= {"sweep": sweep_cmd, "plan": plan_cmd}
+COMMANDS = {
+    "config": config_cmd,
+    "train": train_cmd,
+    "resume": resume_cmd,
+    "eval": eval_cmd,
+    "render": render_cmd,
+    "sweep": sweep_cmd,
+    "plan": plan_cmd,
+}
 
 
 class _Parser(argparse.ArgumentParser):

@@ -32,7 +32,7 @@ def total_updates(cfg) -> int:
     """Sum of updates_at over the run: the crossings telescope from the first learning step on."""
     n, k, num_steps = cfg.num_envs, cfg.train_every, cfg.num_vector_steps
     first = max(0, -(-max(cfg.learning_starts, cfg.batch_size) // n) - 1)
-    return max(0, (num_steps * n) // k - (first * n) // k) if first < num_steps else 0
+    return (num_steps * n) // k - (first * n) // k if first < num_steps else 0
 
 
 def target_update_due(cfg, t):

@@ -70,9 +70,9 @@ def make_trainer(cfg: Config) -> Trainer:
         count = schedule.updates_at(cfg, t)
         carry = (state.learner, jnp.float32(0))
         most = schedule.max_updates_per_step(cfg)
-        if n % cfg.train_every == 0:
+        if n % cfg.train_every == 0 or most == 1:
             # count is 0 or `most`: a fixed-length loop (unrolled when short) behind one real branch
-            # is much cheaper than a loop whose trip count XLA only learns at run time.
+            # spares XLA a loop whose trip count it only learns at run time.
             steps = lambda c: jax.lax.fori_loop(0, most, one, c, unroll=most <= 4)
             lrn, loss_sum = jax.lax.cond(count > 0, steps, lambda c: c, carry)
         else:
@@ -89,8 +89,8 @@ def make_trainer(cfg: Config) -> Trainer:
     def record(metrics, s: EpisodeStats, params, hp, key, t):
         """Greedy evaluation and the metrics row it completes; resets the accumulators.
 
-        Takes and returns only the small metrics and stats: a cond that returned the whole run
-        state would copy the replay buffer on every step.
+        Takes and returns only the small metrics and stats, so the replay buffer never passes
+        through this branch's outputs.
         """
         _, slot = schedule.eval_slot(cfg, t)
         returns = evaluate(key, params, network.apply, cfg.eval_episodes)
