@@ -4,7 +4,8 @@
                                   [--set KEY=VALUE ...] [--out benchmarks/results] [--replot]
 
 Writes learning.json (every run's curve and the summary), learning.md and learning.png under --out.
-The final policy is the one at the end of training; nothing is selected by its eval.
+The final policy is the one at the end of training; nothing is selected by its eval. Like
+`cartpole-jax train`, it gives jax one CPU device per core and spreads the seeds over them.
 """
 
 from __future__ import annotations
@@ -20,8 +21,11 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cartpole_jax.config import SOLVED_RETURN, resolve
-from cartpole_jax.run import device_description, train_seeds
+from cartpole_jax.host import use_cpu_cores
+
+use_cpu_cores()  # as `cartpole-jax train` does: seeds spread over every core
+from cartpole_jax.config import SOLVED_RETURN, resolve  # noqa: E402
+from cartpole_jax.run import device_description, train_seeds  # noqa: E402
 
 
 def measure(preset: str, seeds: int, sets: list[str]) -> dict:
@@ -124,7 +128,9 @@ def main(argv: list[str] | None = None) -> int:
         seeds = int(count) if count else args.tutorial_seeds if preset == "seed-tutorial" else args.seeds
         records.append(measure(preset, seeds, args.sets))
         print(table(records[-1:]).splitlines()[-1], flush=True)
-    meta = {"device": device_description(), "command": " ".join(["python benchmarks/learning.py", *(argv or sys.argv[1:])])}
+    import jax
+
+    meta = {"device": f"{device_description()} × {jax.device_count()}", "command": " ".join(["python benchmarks/learning.py", *(argv or sys.argv[1:])])}
     (out / "learning.json").write_text(json.dumps({"meta": meta, "records": records}, indent=1) + "\n")
     (out / "learning.md").write_text(f"# Learning quality\n\n{meta['device']}; `{meta['command']}`\n\n{table(records)}\n")
     plot(records, out / "learning.png")

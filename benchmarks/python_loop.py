@@ -40,7 +40,7 @@ class NumpyReplay:
 
     def sample(self, batch_size: int) -> Transition:
         i = self.rng.integers(0, max(self.size, 1), batch_size)
-        return Transition(self.obs[i], self.action[i], self.reward[i], self.next_obs[i], self.done[i])
+        return Transition(self.obs[i], self.action[i], self.reward[i], self.next_obs[i], self.done[i], self.done[i])
 
 
 class PythonLoopDQN:

@@ -71,7 +71,7 @@ def synthetic_batches(num: int, batch_size: int, seed: int = 0) -> Transition:
     return Transition(
         obs=jnp.asarray(obs[0]), action=jnp.asarray(rng.integers(0, 2, (num, batch_size)), jnp.int32),
         reward=jnp.ones((num, batch_size), jnp.float32), next_obs=jnp.asarray(obs[1]),
-        done=jnp.asarray(rng.random((num, batch_size)) < 0.02),
+        done=jnp.asarray(rng.random((num, batch_size)) < 0.02), ended=jnp.zeros((num, batch_size), bool),
     )
 
 

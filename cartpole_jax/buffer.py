@@ -41,3 +41,16 @@ def sample(state: BufferState, key: jax.Array, batch_size: int):
     """Draw batch_size items uniformly, with replacement, from the written slots only."""
     idx = jax.random.randint(key, (batch_size,), 0, jnp.maximum(state.size, 1))
     return jax.tree.map(lambda buf: buf[idx], state.data)
+
+
+def sample_sequences(state: BufferState, key: jax.Array, batch_size: int, length: int, stride: int):
+    """Draw batch_size runs of `length` items, each `stride` slots after the last; leaves (batch, length, ...).
+
+    With stride = the number of items added per call (num_envs), a run follows one env through
+    consecutive steps. Starts are uniform over the written slots whose whole run is written too.
+    """
+    cap = capacity(state)
+    starts = jax.random.randint(key, (batch_size,), 0, jnp.maximum(state.size - (length - 1) * stride, 1))
+    oldest = state.pos - state.size  # slots in age order: oldest + 0, oldest + 1, ... (mod capacity)
+    idx = (oldest + starts[:, None] + stride * jnp.arange(length)) % cap
+    return jax.tree.map(lambda buf: buf[idx], state.data)

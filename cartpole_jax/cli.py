@@ -47,8 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .config import ConfigError
     from .errors import NonFiniteError
+    from .host import use_compilation_cache, use_cpu_cores
     from .policy import PolicyError
 
+    use_cpu_cores()  # before any command touches jax: seeds on CPU then spread over all cores
+    use_compilation_cache()
     try:
         return COMMANDS[args.command].run(args)
     except (ConfigError, PolicyError) as err:

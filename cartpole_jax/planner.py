@@ -3,8 +3,8 @@ own `memory_analysis()`, and how many runs fit each device.
 
     >>> from cartpole_jax.config import Config
     >>> from cartpole_jax.planner import state_breakdown
-    >>> state_breakdown(Config(buffer_size=1_000))["replay buffer"]  # 1000 × 41 bytes, + position and size
-    41008
+    >>> state_breakdown(Config(buffer_size=1_000))["replay buffer"]  # 1000 × 42 bytes, + position and size
+    42008
 """
 
 from __future__ import annotations
@@ -56,8 +56,9 @@ def input_bytes(cfg: Config) -> int:
 
 def working_bytes(cfg: Config) -> int:
     """Scratch of one gradient step: activations and gradients of the three batched forward passes
-    (online on obs and next_obs, target on next_obs). Fitted to CPU compiles, within ~10%."""
-    return cfg.batch_size * (12 * sum(cfg.hidden_sizes) + 256)
+    (online on obs and next_obs, target on next_obs), plus the sampled n-step sequences (42 bytes a
+    transition). Fitted to CPU compiles, within ~10%."""
+    return cfg.batch_size * (12 * sum(cfg.hidden_sizes) + 256 + 42 * (cfg.n_step - 1))
 
 
 def estimate_peak(cfg: Config, runs_per_device: int, batching: str = "map", breakdown: dict[str, int] | None = None) -> int:
@@ -241,6 +242,6 @@ def require_fit(cfg: Config, num_runs: int, devices: int | str | None = None) ->
     """The one call train makes before writing anything: plan from shapes, refuse if it won't fit."""
     from .run import pick_devices
 
-    plan = make_plan(cfg, num_runs, pick_devices(devices))
+    plan = make_plan(cfg, num_runs, pick_devices(devices, num_runs))
     check_fit([plan])
     return plan

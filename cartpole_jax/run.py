@@ -117,8 +117,15 @@ def device_description() -> str:
     return f"{d.platform}:{kind}" + (f" ({cpu})" if d.platform == "cpu" else "")
 
 
-def pick_devices(num_devices: int | str | None) -> list:
+def pick_devices(num_devices: int | str | None, num_runs: int | None = None) -> list:
+    """The devices to shard runs over: a count, "all", or None for the platform's choice.
+
+    None means one accelerator, or on CPU one device per run up to all CPU devices: runs on CPU are
+    single-threaded, so only separate devices put more than one core to work (see `host.use_cpu_cores`).
+    """
     available = jax.devices()
+    if num_devices is None and available[0].platform == "cpu":
+        return available[: max(1, min(len(available), num_runs or len(available)))]
     if num_devices in (None, 1):
         return available[:1]
     if num_devices == "all":
@@ -251,7 +258,7 @@ def run(
     """
     seeds = [int(s) for s in seeds]
     grid = [dict(g) for g in grid] if grid is not None else [{} for _ in seeds]
-    devs = pick_devices(devices)
+    devs = pick_devices(devices, len(seeds))
     program = Program.get(cfg, len(seeds), devs, batching)
     keys = program.pad(jax.vmap(jax.random.key)(jnp.asarray(seeds, dtype=jnp.uint32)))
     hps = program.pad(jax.tree.map(jnp.asarray, batch_hyperparams(cfg, grid)))

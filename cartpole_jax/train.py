@@ -44,7 +44,7 @@ def make_trainer(cfg: Config) -> Trainer:
         k_net, k_env, k_run = jax.random.split(key, 3)
         tx = learner.make_optimizer(cfg, hp)
         obs, env_state = env.reset(k_env, n)
-        example = Transition(obs_example, jnp.int32(0), jnp.float32(0), obs_example, jnp.bool_(False))
+        example = Transition(obs_example, jnp.int32(0), jnp.float32(0), obs_example, jnp.bool_(False), jnp.bool_(False))
         zero = jnp.float32(0)
         return RunState(
             key=k_run,
@@ -63,7 +63,11 @@ def make_trainer(cfg: Config) -> Trainer:
 
         def one(i, carry):
             lrn, loss_sum = carry
-            batch = buffer.sample(state.buffer, jax.random.fold_in(key, i), cfg.batch_size)
+            k = jax.random.fold_in(key, i)
+            if cfg.n_step > 1:
+                batch = buffer.sample_sequences(state.buffer, k, cfg.batch_size, cfg.n_step, n)
+            else:
+                batch = buffer.sample(state.buffer, k, cfg.batch_size)
             lrn, loss = update(lrn, batch, hp)
             return lrn, loss_sum + loss
 
@@ -113,8 +117,8 @@ def make_trainer(cfg: Config) -> Trainer:
         env_state, res = env.step(k_env, state.env_state, action)
         no_bootstrap = res.terminated if cfg.bootstrap_on_truncation else res.terminated | res.truncated
         reward = jnp.where(res.terminated, hp.failure_reward, res.reward)
-        transition = Transition(state.obs, action, reward, res.final_obs, no_bootstrap)
         ended = res.terminated | res.truncated
+        transition = Transition(state.obs, action, reward, res.final_obs, no_bootstrap, ended)
         ret = state.stats.running_return + res.reward
         stats = state.stats.replace(
             running_return=jnp.where(ended, 0.0, ret),

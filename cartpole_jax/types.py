@@ -20,6 +20,7 @@ class Transition:
     reward: jax.Array
     next_obs: jax.Array
     done: jax.Array
+    ended: jax.Array  # the episode ended here (terminated or truncated): n-step returns stop at it
 
 
 @struct.dataclass

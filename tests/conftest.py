@@ -1,8 +1,15 @@
 """Shared fixtures: tiny configs that compile and run in seconds."""
 
+import os
+import tempfile
+
 import pytest
 
 from cartpole_jax.config import Config
+
+# The CLI keeps compiled programs on disk; tests (and the CLI processes they start) use a fresh folder
+# of their own, so nothing a user compiled is read or written here.
+os.environ["CARTPOLE_JAX_CACHE"] = tempfile.mkdtemp(prefix="cartpole-jax-test-cache-")
 
 
 @pytest.fixture

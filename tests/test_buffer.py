@@ -2,7 +2,7 @@
 
 Every item encodes its global index g in all of its fields, so a swapped, stale, torn or
 zero-initialised slot shows up: obs = 4g + (0, 1, 2, 3), next_obs = obs + 0.5, action = g % 2,
-reward = g, done = (g % 3 == 0).
+reward = g, done = (g % 3 == 0), ended = (g % 5 == 0).
 """
 
 from collections import deque
@@ -10,6 +10,7 @@ from collections import deque
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
@@ -20,14 +21,14 @@ from cartpole_jax.types import Transition
 _add = jax.jit(buffer.add)
 _sample = jax.jit(buffer.sample, static_argnums=2)
 _init = jax.jit(buffer.init, static_argnums=1)
-EXAMPLE = Transition(np.zeros(4, np.float32), np.int32(0), np.float32(0), np.zeros(4, np.float32), np.bool_(False))
+EXAMPLE = Transition(np.zeros(4, np.float32), np.int32(0), np.float32(0), np.zeros(4, np.float32), np.bool_(False), np.bool_(False))
 SAMPLE = 16  # one batch shape per capacity keeps compilations few; can_sample covers other batch sizes
 
 
 def items(start: int, n: int) -> Transition:
     g = np.arange(start, start + n)
     obs = (4 * g[:, None] + np.arange(4)).astype(np.float32)
-    return Transition(obs, (g % 2).astype(np.int32), g.astype(np.float32), obs + np.float32(0.5), g % 3 == 0)
+    return Transition(obs, (g % 2).astype(np.int32), g.astype(np.float32), obs + np.float32(0.5), g % 3 == 0, g % 5 == 0)
 
 
 def decode(t: Transition) -> np.ndarray:
@@ -41,6 +42,7 @@ def decode(t: Transition) -> np.ndarray:
     np.testing.assert_array_equal(t.next_obs, t.obs + np.float32(0.5))  # obs and next_obs stay aligned
     np.testing.assert_array_equal(t.action, g % 2)
     np.testing.assert_array_equal(t.done, g % 3 == 0)
+    np.testing.assert_array_equal(t.ended, g % 5 == 0)
     return g
 
 
@@ -118,3 +120,25 @@ def test_add_under_jit_keeps_dtypes_and_shapes():
     state = _add(_init(EXAMPLE, 7), items(0, 5))
     for leaf, ex in zip(jax.tree.leaves(state.data), jax.tree.leaves(EXAMPLE), strict=True):
         assert leaf.shape == (7, *jnp.shape(ex)) and leaf.dtype == jnp.asarray(ex).dtype
+
+
+_sample_sequences = jax.jit(buffer.sample_sequences, static_argnums=(2, 3, 4))
+
+
+@pytest.mark.parametrize(
+    ("capacity", "num_envs", "vector_steps", "length"),
+    [(7, 3, 2, 2), (7, 3, 10, 2), (8, 2, 9, 4), (10, 1, 3, 3), (10, 4, 40, 2), (9, 3, 7, 3), (5, 5, 6, 1)],
+)
+def test_sequences_follow_one_env_through_stored_steps(capacity, num_envs, vector_steps, length):
+    """Runs of `length` steps of one env, each step num_envs slots after the last, from every
+    start whose whole run is still held (wrap-around and capacities num_envs does not divide included)."""
+    state = _init(EXAMPLE, capacity)
+    model: deque[int] = deque(maxlen=capacity)
+    for t in range(vector_steps):
+        state = _add(state, items(t * num_envs, num_envs))
+        model.extend(range(t * num_envs, (t + 1) * num_envs))
+    seq = _sample_sequences(state, jax.random.key(1), 4_000, length, num_envs)
+    g = decode(jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), seq)).reshape(4_000, length)
+    np.testing.assert_array_equal(np.diff(g, axis=1), num_envs)  # same env, consecutive vector steps
+    valid = {s for s in model if s + (length - 1) * num_envs in model}
+    assert set(g[:, 0].tolist()) == valid  # all of them drawn, nothing else

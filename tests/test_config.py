@@ -135,8 +135,10 @@ def test_optimizer_kwargs():
         ({"learning_starts": 2_000, "total_env_steps": 2_000}, r"^learning_starts must be in \[0, total_env_steps=2000\)"),
         # total_env_steps is rounded up to whole vector steps: 1001 steps of 2 envs are 1002
         ({"learning_starts": 1_002, "total_env_steps": 1_001, "num_envs": 2}, r"^learning_starts must be in \[0, total_env_steps=1002\)"),
-        ({"num_chunks": 11, "total_env_steps": 20, "num_envs": 2, "learning_starts": 0, "batch_size": 1},
+        ({"num_chunks": 11, "total_env_steps": 20, "num_envs": 2, "learning_starts": 0, "batch_size": 1, "n_step": 1},
          r"^num_chunks must be in \[1, 10\]"),
+        ({"n_step": 4, "num_envs": 4, "learning_starts": 10, "batch_size": 8}, r"^n_step must be in \[1, 3\] so that"),
+        ({"n_step": 2, "num_envs": 4, "learning_starts": 0, "batch_size": 4}, r"^n_step must be in \[1, 1\]"),
         ({"eps_start": 0.1, "eps_end": 0.5}, r"^eps_end must be in \[0, eps_start=0.1\]; got 0.5$"),
     ],
 )
@@ -149,9 +151,10 @@ def test_cross_field_checks(changes, pattern):
     "changes",
     [
         {"batch_size": 500, "buffer_size": 500},
-        {"num_envs": 500, "buffer_size": 500, "batch_size": 32},
-        {"learning_starts": 1_001, "total_env_steps": 1_001, "num_envs": 2},
-        {"num_chunks": 10, "total_env_steps": 20, "num_envs": 2, "learning_starts": 0, "batch_size": 1},
+        {"num_envs": 500, "buffer_size": 500, "batch_size": 32, "n_step": 1},
+        {"learning_starts": 1_001, "total_env_steps": 1_001, "num_envs": 2, "n_step": 1},
+        {"num_chunks": 10, "total_env_steps": 20, "num_envs": 2, "learning_starts": 0, "batch_size": 1, "n_step": 1},
+        {"n_step": 3, "num_envs": 4, "learning_starts": 10, "batch_size": 8},
         {"eps_start": 0.5, "eps_end": 0.5},
     ],
 )

@@ -81,3 +81,20 @@ def test_make_train_under_users_own_jit_vmap():
     np.testing.assert_allclose(metrics[:, :, 5], np.tile(expected_eps, (seeds, 1)), rtol=1e-6)
     assert len({params_sha256(jax.tree.map(lambda x, i=i: x[i], state.learner.params)) for i in range(seeds)}) == seeds
     assert np.all(np.asarray(state.nonfinite_step) == -1)
+
+
+def test_the_buffer_a_run_fills_follows_each_env_step_by_step():
+    """What n-step returns rely on: the item num_envs slots after another is the same env's next step."""
+    from cartpole_jax.train import make_trainer
+
+    cfg = CFG.replace(num_envs=3, buffer_size=301, total_env_steps=900, learning_starts=600, num_chunks=1)
+    trainer = make_trainer(cfg)
+    state = jax.jit(trainer.run_chunk)(trainer.init(jax.random.key(3), cfg.hyperparams()), cfg.hyperparams(), 0)
+    b = jax.device_get(state.buffer)
+    order = [(int(b.pos) - int(b.size) + k) % 301 for k in range(int(b.size))]  # oldest first, wrapped
+    d = jax.tree.map(lambda x: x[order], b.data)
+    now, nxt = slice(0, -3), slice(3, None)
+    cont = ~d.ended[now]
+    assert d.ended.sum() > 10 and np.all(d.ended >= d.done)  # many episodes ended; every failure is an end
+    np.testing.assert_array_equal(d.next_obs[now][cont], d.obs[nxt][cont])
+    assert np.all(np.abs(d.obs[nxt][~cont]) <= 0.05)  # after an end, a fresh episode

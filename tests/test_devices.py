@@ -95,3 +95,51 @@ def test_multihost_error_on_the_command_line(tmp_path):
         "cartpole-jax: error: multi-host setup needs all three settings: --coordinator given, "
         "missing --num-processes (or JAX_NUM_PROCESSES), --process-id (or JAX_PROCESS_ID)"
     ]
+
+
+CORES_SCRIPT = textwrap.dedent(
+    """
+    import json, os
+    import jax
+    from cartpole_jax.host import use_cpu_cores
+
+    first = use_cpu_cores()  # before anything that may touch jax (importing the trainer can)
+    from cartpole_jax.run import pick_devices
+    jax.numpy.zeros(1).block_until_ready()  # the backend now exists: a second call must leave it alone
+    print(json.dumps(dict(first=first, second=use_cpu_cores(), cores=len(os.sched_getaffinity(0)),
+                          devices=len(jax.devices()), one=len(pick_devices(None, 1)), many=len(pick_devices(None, 10**6)),
+                          explicit=len(pick_devices(1, 10**6)))))
+    """
+)
+
+
+def test_cli_gives_each_cpu_core_a_device_and_auto_picks_at_most_one_per_run():
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
+    env["JAX_PLATFORMS"] = "cpu"
+    proc = subprocess.run([sys.executable, "-c", CORES_SCRIPT], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert r["first"] == r["cores"] == r["devices"] == r["many"] and r["second"] is None
+    assert r["one"] == 1 and r["explicit"] == 1
+
+
+def test_a_users_device_count_is_respected():
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=3", "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run([sys.executable, "-c", CORES_SCRIPT], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert r["first"] is None and r["devices"] == r["many"] == 3 and r["one"] == 1
+
+
+def test_the_cli_keeps_compiled_programs_in_its_cache_folder(tmp_path):
+    sets = ["total_env_steps=400", "num_envs=2", "buffer_size=200", "batch_size=16", "learning_starts=100",
+            "hidden_sizes=[8]", "eval_every=200", "eval_episodes=2", "num_chunks=1"]
+    argv = [sys.executable, "-m", "cartpole_jax", "train", "--quiet", *[a for s in sets for a in ("--set", s)]]
+    for name, cache in (("on", str(tmp_path / "cache")), ("off", "off")):
+        home = tmp_path / "home"  # where the default folder would be
+        env = {**os.environ, "CARTPOLE_JAX_CACHE": cache, "JAX_PLATFORMS": "cpu", "HOME": str(home), "XDG_CACHE_HOME": str(home)}
+        env.pop("JAX_COMPILATION_CACHE_DIR", None)
+        proc = subprocess.run([*argv, "--out", str(tmp_path / name)], capture_output=True, text=True, env=env, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    assert any((tmp_path / "cache").iterdir())  # "on" wrote compiled programs there
+    assert not (tmp_path / "home" / "cartpole-jax").exists()  # and "off" wrote none anywhere

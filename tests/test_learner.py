@@ -59,7 +59,7 @@ def two_transitions(second_done: bool) -> Transition:
     # e0 --action 1, r=1--> e1 (continues); e1 --action 0, r=0.5--> e0 (terminal, or cut by the time limit)
     return Transition(
         obs=jnp.stack([E0, E1]), action=jnp.array([1, 0]), reward=jnp.array([1.0, 0.5]),
-        next_obs=jnp.stack([E1, E0]), done=jnp.array([False, second_done]),
+        next_obs=jnp.stack([E1, E0]), done=jnp.array([False, second_done]), ended=jnp.array([False, True]),
     )
 
 
@@ -77,13 +77,13 @@ def two_transitions(second_done: bool) -> Transition:
 )
 @pytest.mark.parametrize("loss", ["huber", "mse"])
 def test_loss_on_a_linear_net_by_hand(double, second_done, errors, loss):
-    cfg = Config(hidden_sizes=(), double_dqn=double, loss=loss)  # hidden_sizes=() only to get a linear net here
-    loss_fn = learner.make_loss(QNetwork(()), cfg)
+    cfg = Config(hidden_sizes=(), double_dqn=double, loss=loss, gamma=0.9, n_step=1)  # hidden_sizes=(): a linear net
+    loss_fn, hp = learner.make_loss(QNetwork(()), cfg), cfg.hyperparams()
     err = np.abs(errors)
     expected = np.mean(np.where(err <= 1, 0.5 * err**2, err - 0.5)) if loss == "huber" else np.mean(err**2)
-    np.testing.assert_allclose(loss_fn(ONLINE, TARGET, two_transitions(second_done), 0.9), expected, rtol=1e-6)
+    np.testing.assert_allclose(loss_fn(ONLINE, TARGET, two_transitions(second_done), hp), expected, rtol=1e-6)
     # the target network gets no gradient
-    grads = jax.grad(loss_fn, argnums=1)(ONLINE, TARGET, two_transitions(second_done), 0.9)
+    grads = jax.grad(loss_fn, argnums=1)(ONLINE, TARGET, two_transitions(second_done), hp)
     assert all(not np.any(g) for g in jax.tree.leaves(grads))
 
 
@@ -102,7 +102,7 @@ def test_update_target_tau_one_copies_and_smaller_tau_is_polyak():
 
 @pytest.mark.parametrize(("every", "tau"), [(0, 1.0), (0, 0.5), (100, 1.0)])
 def test_make_update_applies_the_per_step_target_update_only_when_every_is_zero(every, tau):
-    cfg = Config(hidden_sizes=(8,), target_update_every=every, tau=tau, learning_rate=0.1)
+    cfg = Config(hidden_sizes=(8,), target_update_every=every, tau=tau, learning_rate=0.1, n_step=1)
     net, hp = make_network(cfg), cfg.hyperparams()
     tx = learner.make_optimizer(cfg, hp)
     state = learner.init(jax.random.key(0), net, tx, jnp.zeros(4))
@@ -127,7 +127,8 @@ def probe_batch(rows) -> Transition:
     """rows of (obs, action, reward, next_obs, done), tiled to a fixed batch so one compiled trainer serves all probes."""
     rows = [rows[i % len(rows)] for i in range(PROBE_BATCH)]
     obs, action, reward, next_obs, done = zip(*rows, strict=True)
-    return Transition(jnp.stack(obs), jnp.array(action, jnp.int32), jnp.array(reward, jnp.float32), jnp.stack(next_obs), jnp.array(done))
+    done = jnp.array(done)
+    return Transition(jnp.stack(obs), jnp.array(action, jnp.int32), jnp.array(reward, jnp.float32), jnp.stack(next_obs), done, done)
 
 
 PROBES = {
@@ -142,6 +143,7 @@ PROBES = {
 }
 
 PROBE_CFG = Config(
+    n_step=1,
     hidden_sizes=(32,), learning_rate=3e-3, lr_end_fraction=0.05, gamma=GAMMA, loss="mse", double_dqn=True,
     tau=0.1, target_update_every=0, optimizer="adam", total_env_steps=2_000, num_envs=1, learning_starts=0,
     batch_size=PROBE_BATCH, buffer_size=PROBE_BATCH,
@@ -172,3 +174,44 @@ def test_probe_learns_the_closed_form_q_values(fit, name):
     for state_index, values in expected.items():
         np.testing.assert_allclose(q[state_index], values, atol=1e-2, err_msg=name)
     assert losses[-1] < 1e-3 < losses[0]  # it learned; it did not start there
+
+
+# --- n-step returns ---
+
+
+def sequence(rewards, done, ended) -> Transition:
+    """One row of len(rewards) steps; obs and next_obs of step k are k and k + 1 (in coordinate 0)."""
+    k = jnp.arange(len(rewards), dtype=jnp.float32)
+    obs = jnp.zeros((len(rewards), 4)).at[:, 0].set(k)
+    return Transition(obs[None], jnp.arange(len(rewards))[None] % 2, jnp.array(rewards, jnp.float32)[None],
+                      obs.at[:, 0].add(1.0)[None], jnp.array(done)[None], jnp.array(ended)[None])
+
+
+# gamma 0.5, rewards 1, 2, 4: (return, discount, bootstrap obs index)
+@pytest.mark.parametrize(
+    ("done", "ended", "expected"),
+    [
+        ([False, False, False], [False, False, False], (1 + 0.5 * 2 + 0.25 * 4, 0.125, 3)),  # no end: bootstrap after 3
+        ([False, True, False], [False, True, False], (1 + 0.5 * 2, 0.0, 2)),  # failure at step 1: no bootstrap
+        ([False, False, False], [True, False, False], (1, 0.5, 1)),  # cut by the time limit at step 0: bootstrap there
+        ([False, False, True], [False, False, True], (1 + 0.5 * 2 + 0.25 * 4, 0.0, 3)),  # failure on the last step
+        ([False, True, False], [True, True, False], (1, 0.5, 1)),  # the first end wins; later steps are another episode
+    ],
+)
+def test_n_step_view_by_hand(done, ended, expected):
+    one, discount = learner.n_step_view(sequence([1.0, 2.0, 4.0], done, ended), jnp.float32(0.5))
+    ret, disc, index = expected
+    np.testing.assert_allclose(one.reward, [ret], rtol=1e-6)
+    np.testing.assert_allclose(discount, [disc], rtol=1e-6)
+    assert float(one.next_obs[0, 0]) == index and float(one.obs[0, 0]) == 0 and int(one.action[0]) == 0
+
+
+def test_n_step_one_matches_the_one_step_loss():
+    cfg = Config(hidden_sizes=(), gamma=0.9, n_step=1)
+    batch = two_transitions(True)
+    one_step = learner.make_loss(QNetwork(()), cfg)(ONLINE, TARGET, batch, cfg.hyperparams())
+    # the same rows as sequences of two steps whose second step adds nothing (reward 0 after an end)
+    seq = jax.tree.map(lambda x: jnp.stack([x, x], axis=1), batch.replace(ended=jnp.array([True, True])))
+    seq = seq.replace(reward=seq.reward.at[:, 1].set(100.0))  # after the end: must be ignored
+    two = learner.make_loss(QNetwork(()), cfg.replace(n_step=2))(ONLINE, TARGET, seq, cfg.hyperparams())
+    np.testing.assert_allclose(two, one_step, rtol=1e-6)

@@ -16,7 +16,7 @@ TINY = dict(total_env_steps=1200, num_envs=2, buffer_size=500, batch_size=32, le
 
 def test_breakdown_counts_bytes_exactly():
     parts = state_breakdown(Config(**TINY))
-    assert parts["replay buffer"] == 500 * (4 * 4 + 4 + 4 + 4 * 4 + 1) + 8  # obs, action, reward, next_obs, done; pos, size
+    assert parts["replay buffer"] == 500 * (4 * 4 + 4 + 4 + 4 * 4 + 1 + 1) + 8  # obs, action, reward, next_obs, done, ended; pos, size
     params = (4 * 16 + 16) + (16 * 16 + 16) + (16 * 2 + 2)
     assert parts["params"] == parts["target params"] == params * 4
     assert parts["optimizer state"] >= 2 * params * 4  # adam: mu and nu

@@ -36,7 +36,8 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
 def add_seed_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", type=positive_int("--seeds"), default=1, help="number of seeds (default 1)")
     p.add_argument("--seed", type=positive_int("--seed", 0), default=0, help="first seed (default 0)")
-    p.add_argument("--devices", type=devices_arg, default=None, help="N or all: shard runs across devices")
+    p.add_argument("--devices", type=devices_arg, default=None,
+                   help="N or all: shard runs across devices (default: on CPU one device per core, at most one per run; otherwise one)")
 
 
 def add_out_flags(p: argparse.ArgumentParser) -> None:

@@ -21,13 +21,14 @@ def run(args) -> int:
     preset, cfg = config_from_args(args)
     grid = parse_grid(args.grid)
     _, _, groups = plan_runs(cfg, grid, range(args.seed, args.seed + args.seeds))
-    devices = pick_devices(args.devices)
-    plans = [make_plan(g.config, len(g.runs), devices) for g in groups]
+    devices = [pick_devices(args.devices, len(g.runs)) for g in groups]
+    plans = [make_plan(g.config, len(g.runs), d) for g, d in zip(groups, devices, strict=True)]
     total = sum(p.num_runs for p in plans)
-    print(f"plan: preset {preset}, {total} run(s) in {len(plans)} program(s) on {len(devices)} × {devices[0].platform}")
+    most = max(devices, key=len)
+    print(f"plan: preset {preset}, {total} run(s) in {len(plans)} program(s) on up to {len(most)} × {most[0].platform}")
     for i, (plan, group) in enumerate(zip(plans, groups, strict=True)):
         if plan.fits and not args.no_compile:
-            attach_compiled(plan, devices)
+            attach_compiled(plan, devices[i])
         else:
             plan.compiled = False  # not compiled: it would not fit, or --no-compile
         label = ", ".join(f"{k}={v}" for k, v in group.static.items())

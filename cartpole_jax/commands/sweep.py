@@ -30,8 +30,7 @@ def run(args) -> int:
     grid = parse_grid(args.grid)
     seeds = range(args.seed, args.seed + args.seeds)
     _, _, groups = plan_runs(cfg, grid, seeds)
-    devices = pick_devices(args.devices)
-    check_fit([make_plan(g.config, len(g.runs), devices) for g in groups])
+    check_fit([make_plan(g.config, len(g.runs), pick_devices(args.devices, len(g.runs))) for g in groups])
     if len(groups) > 1:
         static = ", ".join(k for k in groups[0].static)
         print(f"cartpole-jax: sweep: grid over static key(s) {static} needs {len(groups)} compiled programs "

@@ -35,7 +35,7 @@ def run(args) -> int:
     from ..outputs import check_out_dir, prepare_out_dir, write_json
     from ..run import pick_devices
 
-    pick_devices(args.devices)  # a bad --devices fails before anything is written
+    pick_devices(args.devices, args.seeds)  # a bad --devices fails before anything is written
     check_out_dir(args.out or default_out(preset), args.force)  # cheap checks before the planner traces
     planner.require_fit(cfg, args.seeds, args.devices)
     out = prepare_out_dir(args.out or default_out(preset), args.force)

@@ -1,0 +1,54 @@
+"""How jax is set up in this process before it starts: CPU devices per core, the on-disk compile cache.
+
+Both must run before jax computes anything; the CLI calls them first. Kept apart from the trainer
+so that a bad flag is reported before anything heavy is imported.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+
+
+def use_cpu_cores() -> int | None:
+    """Give jax one CPU device per usable core, unless the user chose a count or jax has started.
+
+    Returns the count set, or None where it left jax alone. Call before any jax computation.
+    """
+    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "") or "JAX_NUM_CPU_DEVICES" in os.environ:
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if jax.config.jax_num_cpu_devices == cores:
+        return None
+    try:
+        jax.config.update("jax_num_cpu_devices", cores)
+    except RuntimeError:  # a backend already exists in this process: its device count stands
+        return None
+    return cores
+
+
+CACHE_ENV = "CARTPOLE_JAX_CACHE"
+
+
+def use_compilation_cache(environ=os.environ) -> str | None:
+    """Keep compiled programs on disk, so a config compiled once starts in about a second next time.
+
+    The folder is $CARTPOLE_JAX_CACHE, else $XDG_CACHE_HOME/cartpole-jax/xla (~/.cache/...);
+    CARTPOLE_JAX_CACHE=off turns it off, and a JAX_COMPILATION_CACHE_DIR of the user's own wins.
+    Returns the folder used, or None.
+    """
+    if environ.get("JAX_COMPILATION_CACHE_DIR") or jax.config.jax_compilation_cache_dir:
+        return None
+    folder = environ.get(CACHE_ENV, "")
+    if folder.lower() in ("off", "0", "no", "false"):
+        return None
+    if not folder:
+        base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        folder = os.path.join(base, "cartpole-jax", "xla")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError:  # a read-only home: compile every time rather than fail
+        return None
+    jax.config.update("jax_compilation_cache_dir", folder)
+    return folder
