@@ -130,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         print(table(records[-1:]).splitlines()[-1], flush=True)
     import jax
 
-    meta = {"device": f"{device_description()} × {jax.device_count()}", "command": " ".join(["python benchmarks/learning.py", *(argv or sys.argv[1:])])}
+    command = " ".join(["python benchmarks/learning.py", *(argv or sys.argv[1:])])
+    meta = {"device": f"{device_description()} × {jax.device_count()}", "command": command}
     (out / "learning.json").write_text(json.dumps({"meta": meta, "records": records}, indent=1) + "\n")
     (out / "learning.md").write_text(f"# Learning quality\n\n{meta['device']}; `{meta['command']}`\n\n{table(records)}\n")
     plot(records, out / "learning.png")
