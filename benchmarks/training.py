@@ -64,14 +64,16 @@ def bench_train(preset: str, num_seeds: int, chunk_env_steps: int, repeats: int 
                   num_chunks=cfg.num_chunks, batching=mode)
 
 
-def synthetic_batches(num: int, batch_size: int, seed: int = 0) -> Transition:
-    """`num` random batches shaped like replay samples (CartPole-scale observations)."""
+def synthetic_batches(num: int, batch_size: int, n_step: int = 1, seed: int = 0) -> Transition:
+    """`num` random batches shaped like replay samples (CartPole-scale observations); with n_step > 1,
+    (batch_size, n_step) sequences, as the learner gets them then."""
     rng = np.random.default_rng(seed)
-    obs = rng.uniform(-0.2, 0.2, (2, num, batch_size, cp_env.OBS_SIZE)).astype(np.float32)
+    rows = (num, batch_size) if n_step == 1 else (num, batch_size, n_step)
+    obs = rng.uniform(-0.2, 0.2, (2, *rows, cp_env.OBS_SIZE)).astype(np.float32)
+    done = rng.random(rows) < 0.02
     return Transition(
-        obs=jnp.asarray(obs[0]), action=jnp.asarray(rng.integers(0, 2, (num, batch_size)), jnp.int32),
-        reward=jnp.ones((num, batch_size), jnp.float32), next_obs=jnp.asarray(obs[1]),
-        done=jnp.asarray(rng.random((num, batch_size)) < 0.02), ended=jnp.zeros((num, batch_size), bool),
+        obs=jnp.asarray(obs[0]), action=jnp.asarray(rng.integers(0, 2, rows), jnp.int32),
+        reward=jnp.ones(rows, jnp.float32), next_obs=jnp.asarray(obs[1]), done=jnp.asarray(done), ended=jnp.asarray(done),
     )
 
 
@@ -92,7 +94,7 @@ def update_only(cfg: Config, num_seeds: int, num_updates: int, batching: str = "
     fn = jax.jit(over_runs(one_seed, mode))
     keys = jax.vmap(jax.random.key)(jnp.arange(num_seeds, dtype=jnp.uint32))
     hps = jax.tree.map(jnp.asarray, batch_hyperparams(cfg, [{}] * num_seeds))
-    args = (keys, hps, synthetic_batches(num_updates, cfg.batch_size))
+    args = (keys, hps, synthetic_batches(num_updates, cfg.batch_size, cfg.n_step))
     t0 = time.perf_counter()
     compiled = fn.lower(*args).compile()
     return compiled, args, time.perf_counter() - t0

@@ -81,3 +81,14 @@ def test_warmup_ends_after_learning_starts():
 
 def test_gpu_script_is_valid_bash():
     subprocess.run(["bash", "-n", str(ROOT / "benchmarks" / "gpu.sh")], check=True)
+
+
+@pytest.mark.parametrize("n_step", [1, 3])
+def test_update_bound_feeds_the_learner_what_replay_would(n_step):
+    from cartpole_jax.config import Config
+
+    cfg = Config(**TINY, n_step=n_step)
+    compiled, args, _ = training.update_only(cfg, 2, 4)
+    params, loss_sum = compiled(*args)
+    assert args[2].reward.shape == ((4, 16) if n_step == 1 else (4, 16, n_step))
+    assert loss_sum.shape == (2,) and all(float(x) > 0 for x in loss_sum)
