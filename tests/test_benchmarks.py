@@ -89,6 +89,6 @@ def test_update_bound_feeds_the_learner_what_replay_would(n_step):
 
     cfg = Config(**TINY, n_step=n_step)
     compiled, args, _ = training.update_only(cfg, 2, 4)
-    params, loss_sum = compiled(*args)
+    _, loss_sum = compiled(*args)
     assert args[2].reward.shape == ((4, 16) if n_step == 1 else (4, 16, n_step))
     assert loss_sum.shape == (2,) and all(float(x) > 0 for x in loss_sum)
