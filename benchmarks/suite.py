@@ -72,11 +72,13 @@ def loop_section(plan, budget: Budget, records: list, skipped: list, log) -> Non
     have = {(r["kind"], r["preset"], r["num_seeds"]) for r in records}
     for preset in plan.loop_presets:
         chunk = plan.chunk(preset)
-        if ("train", preset, 1) not in have:
-            what = {"kind": "train", "preset": preset, "num_seeds": 1}
-            fn = partial(training.bench_train, preset, 1, chunk, plan.repeats, overrides=plan.overrides)
-            rec = guard.run(f"train/{preset}", 1, what, fn, log)
-            records.extend([rec] if rec else [])
+        # a preset timed only here still gets its loop and its update-only bound side by side
+        for kind, bench in (("train", training.bench_train), ("update_bound", training.bench_update_bound)):
+            if (kind, preset, 1) not in have:
+                what = {"kind": kind, "preset": preset, "num_seeds": 1}
+                fn = partial(bench, preset, 1, chunk, plan.repeats, overrides=plan.overrides)
+                rec = guard.run(f"{kind}/{preset}", 1, what, fn, log)
+                records.extend([rec] if rec else [])
         what = {"kind": "python_loop", "preset": preset, "num_seeds": 1}
         fn = partial(python_loop.bench_python_loop, preset, chunk, plan.repeats, plan.overrides)
         rec = guard.run(f"loop/{preset}", 1, what, fn, log)
