@@ -21,7 +21,7 @@ import numpy as np
 from .config import Config, ConfigError
 
 FORMAT = "cartpole-jax-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: transitions carry `ended` (n-step returns), configs `n_step`
 DIRNAME = "checkpoints"
 COMMIT_FILE = "commit_success.txt"
 
@@ -178,6 +178,11 @@ def _read_meta(run_dir, step: int, where: Path) -> dict:
         raise ConfigError(
             f"{where}: checkpoint format {version!r} is newer than this cartpole-jax "
             f"({meta.get('version')} wrote it; this reads format {FORMAT_VERSION}); upgrade cartpole-jax to resume it"
+        )
+    if version < FORMAT_VERSION:
+        raise ConfigError(
+            f"{where}: checkpoint format {version} comes from an older cartpole-jax ({meta.get('version')}; this "
+            f"reads format {FORMAT_VERSION}, whose replay buffer and config hold more); resume it with the version that wrote it"
         )
     if not all(k in meta for k in ("config", "seeds", "grid", "chunks_done", "sha256")) or meta["chunks_done"] != step:
         raise ConfigError(f"{where}: checkpoint metadata is incomplete")

@@ -131,6 +131,12 @@ def newer_format(run_dir: Path):
     f.write_text(json.dumps({**meta, "format_version": checkpoint.FORMAT_VERSION + 1, "version": "9.9.9"}))
 
 
+def older_format(run_dir: Path):
+    f = run_dir / "checkpoints/3/meta/metadata"
+    meta = json.loads(f.read_text())
+    f.write_text(json.dumps({**meta, "format_version": checkpoint.FORMAT_VERSION - 1, "version": "0.0.1"}))
+
+
 def wider_network(run_dir: Path):
     write_json(run_dir / "config.json", {"preset": "default", **CFG.replace(hidden_sizes=(32, 16)).to_dict()})
 
@@ -159,6 +165,7 @@ def no_config(run_dir: Path):
     (foreign, "not a complete cartpole-jax checkpoint"),
     (foreign_orbax, "not a cartpole-jax checkpoint"),
     (newer_format, "is newer than this cartpole-jax"),
+    (older_format, "comes from an older cartpole-jax (0.0.1; this reads format 2"),
     (wider_network, "hidden_0.bias is float32[2, 16] in the checkpoint but the config expects float32[2, 32]"),
     (other_learning_rate, "different config (learning_rate differ"),
     (no_checkpoints, "no checkpoints"),
