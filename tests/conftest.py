@@ -1,6 +1,8 @@
 """Shared fixtures: tiny configs that compile and run in seconds."""
 
+import atexit
 import os
+import shutil
 import tempfile
 
 import pytest
@@ -10,6 +12,7 @@ from cartpole_jax.config import Config
 # The CLI keeps compiled programs on disk; tests (and the CLI processes they start) use a fresh folder
 # of their own, so nothing a user compiled is read or written here.
 os.environ["CARTPOLE_JAX_CACHE"] = tempfile.mkdtemp(prefix="cartpole-jax-test-cache-")
+atexit.register(shutil.rmtree, os.environ["CARTPOLE_JAX_CACHE"], ignore_errors=True)
 
 
 @pytest.fixture
