@@ -28,10 +28,11 @@ def td_target(q_next_online, q_next_target, reward, done, gamma, double: bool):
 
 
 def n_step_view(seq: Transition, gamma) -> tuple[Transition, jax.Array]:
-    """Sequences (batch, n, ...) as one n-step transition each, and the discount of its bootstrap.
+    """Sequences (batch, n, ...) as one n-step transition each, and the gamma of its bootstrap.
 
     Rewards are summed with gamma^k up to the step where the episode ended (or the nth); the
-    target bootstraps from that step's next_obs with gamma^(k+1), or not at all if it was `done`.
+    transition keeps that step's next_obs and `done`, so `td_target` bootstraps with gamma^(k+1)
+    unless it was a failure.
     """
     n = seq.reward.shape[1]
     ended = seq.ended.astype(seq.reward.dtype)
@@ -39,10 +40,9 @@ def n_step_view(seq: Transition, gamma) -> tuple[Transition, jax.Array]:
     ret = jnp.sum(alive * gamma ** jnp.arange(n, dtype=seq.reward.dtype) * seq.reward, axis=1)
     last = jnp.sum(alive, axis=1).astype(jnp.int32) - 1  # the first step that ended, else n - 1
     at_last = lambda x: jnp.take_along_axis(x, last.reshape(-1, *([1] * (x.ndim - 1))), axis=1)[:, 0]
-    done = at_last(seq.done)
-    discount = gamma ** (last + 1).astype(seq.reward.dtype) * (1.0 - done.astype(seq.reward.dtype))
     first = jax.tree.map(lambda x: x[:, 0], seq)
-    return first.replace(reward=ret, next_obs=at_last(seq.next_obs), done=done, ended=at_last(seq.ended)), discount
+    one = first.replace(reward=ret, next_obs=at_last(seq.next_obs), done=at_last(seq.done), ended=at_last(seq.ended))
+    return one, gamma ** (last + 1).astype(seq.reward.dtype)
 
 
 def td_loss(q_taken, target, kind: str):
@@ -55,11 +55,7 @@ def td_loss(q_taken, target, kind: str):
 def make_loss(network, cfg):
     def loss_fn(params, target_params, batch: Transition, hp):
         """batch: one transition per row, or with n_step > 1 a (rows, n_step) sequence per row."""
-        gamma = hp.gamma
-        if cfg.n_step > 1:
-            batch, discount = n_step_view(batch, hp.gamma)
-            # td_target's gamma * (1 - done) becomes the sequence's own discount
-            gamma, batch = discount, batch.replace(done=jnp.zeros_like(batch.done))
+        batch, gamma = n_step_view(batch, hp.gamma) if cfg.n_step > 1 else (batch, hp.gamma)
         q = network.apply(params, batch.obs)
         q_taken = jnp.take_along_axis(q, batch.action[:, None], axis=-1)[:, 0]
         q_next_target = network.apply(target_params, batch.next_obs)

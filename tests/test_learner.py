@@ -187,7 +187,7 @@ def sequence(rewards, done, ended) -> Transition:
                       obs.at[:, 0].add(1.0)[None], jnp.array(done)[None], jnp.array(ended)[None])
 
 
-# gamma 0.5, rewards 1, 2, 4: (return, discount, bootstrap obs index)
+# gamma 0.5, rewards 1, 2, 4: (return, discount of the bootstrap (0: none), bootstrap obs index)
 @pytest.mark.parametrize(
     ("done", "ended", "expected"),
     [
@@ -199,10 +199,10 @@ def sequence(rewards, done, ended) -> Transition:
     ],
 )
 def test_n_step_view_by_hand(done, ended, expected):
-    one, discount = learner.n_step_view(sequence([1.0, 2.0, 4.0], done, ended), jnp.float32(0.5))
+    one, gamma = learner.n_step_view(sequence([1.0, 2.0, 4.0], done, ended), jnp.float32(0.5))
     ret, disc, index = expected
     np.testing.assert_allclose(one.reward, [ret], rtol=1e-6)
-    np.testing.assert_allclose(discount, [disc], rtol=1e-6)
+    np.testing.assert_allclose(gamma * (1.0 - one.done), [disc], rtol=1e-6)  # what td_target applies
     assert float(one.next_obs[0, 0]) == index and float(one.obs[0, 0]) == 0 and int(one.action[0]) == 0
 
 
