@@ -131,7 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     import jax
 
     command = " ".join(["python benchmarks/learning.py", *(argv or sys.argv[1:])])
-    meta = {"device": f"{device_description()} × {jax.device_count()}", "command": command}
+    from benchmarks.timing import machine
+
+    meta = {"device": f"{device_description()} × {jax.device_count()}", "command": command, "machine": machine()}
     (out / "learning.json").write_text(json.dumps({"meta": meta, "records": records}, indent=1) + "\n")
     (out / "learning.md").write_text(f"# Learning quality\n\n{meta['device']}; `{meta['command']}`\n\n{table(records)}\n")
     plot(records, out / "learning.png")

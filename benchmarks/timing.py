@@ -6,6 +6,7 @@ import importlib.metadata
 import os
 import platform
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 from typing import Any
@@ -79,6 +80,18 @@ def versions() -> dict[str, str | None]:
     return out
 
 
+def commit() -> str | None:
+    """The checkout's git commit; CARTPOLE_JAX_COMMIT names it where the tree travelled without .git."""
+    if os.environ.get("CARTPOLE_JAX_COMMIT"):
+        return os.environ["CARTPOLE_JAX_COMMIT"]
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+                             cwd=os.path.dirname(os.path.abspath(__file__)))
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
 def machine() -> dict[str, Any]:
     """Device kind and count, CPU model and cores, library versions."""
     import jax
@@ -93,4 +106,5 @@ def machine() -> dict[str, Any]:
         "cpu_cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "python": platform.python_version(),
         "versions": versions(),
+        "commit": commit(),
     }
