@@ -14,6 +14,7 @@ import math
 import platform
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -226,8 +227,11 @@ class Program:
         state_shape = jax.eval_shape(self._init, keys, hps)
         sharded = lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=self.runs_sharding)
         state_shape = jax.tree.map(sharded, state_shape)
-        self._init = self._init.lower(keys, hps).compile()
-        self._chunk = self._chunk.lower(state_shape, hps, jnp.int32(0)).compile()
+        # XLA compiles without the GIL: the small init program builds on another core meanwhile
+        with ThreadPoolExecutor(1) as pool:
+            init = pool.submit(lambda: self._init.lower(keys, hps).compile())
+            self._chunk = self._chunk.lower(state_shape, hps, jnp.int32(0)).compile()
+            self._init = init.result()
         self.compile_seconds = time.perf_counter() - t0
         self.compiled = True
         return self.compile_seconds
