@@ -101,13 +101,14 @@ def _manager(run_dir: str | Path, keep: int | None = None, read_only: bool = Fal
     return ocp.CheckpointManager(directory(run_dir).absolute(), options=options, item_handlers=handlers)
 
 
-def make_meta(cfg: Config, preset: str, seeds, grid, devices=None) -> dict:
+def make_meta(cfg: Config, preset: str, seeds, grid, devices=None, batching: str = "auto") -> dict:
     """What a checkpoint records besides the state: enough to rebuild the run."""
     from . import __version__
 
     return {
         "format": FORMAT, "format_version": FORMAT_VERSION, "version": __version__, "preset": preset,
         "config": cfg.to_dict(), "seeds": [int(s) for s in seeds], "grid": [dict(g) for g in grid], "devices": devices,
+        "batching": batching,
     }
 
 

@@ -238,10 +238,10 @@ def format_plan(plan: Plan, label: str = "") -> str:
     return "\n".join(lines)
 
 
-def require_fit(cfg: Config, num_runs: int, devices: int | str | None = None) -> Plan:
+def require_fit(cfg: Config, num_runs: int, devices: int | str | None = None, batching: str = "auto") -> Plan:
     """The one call train makes before writing anything: plan from shapes, refuse if it won't fit."""
     from .run import pick_devices
 
-    plan = make_plan(cfg, num_runs, pick_devices(devices, num_runs))
+    plan = make_plan(cfg, num_runs, pick_devices(devices, num_runs), batching)
     check_fit([plan])
     return plan

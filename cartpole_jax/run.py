@@ -60,6 +60,7 @@ class RunResult:
     state: Any = field(repr=False, default=None)  # final batched RunState (device arrays)
     interrupted: bool = False
     chunks_done: int = 0
+    batching: str = "map"  # how the runs shared a device: "map" or "vmap"
 
     def summary(self) -> dict[str, Any]:
         runs = [self._run_summary(i) for i in range(len(self.seeds))]
@@ -76,6 +77,7 @@ class RunResult:
             "env_steps_per_second": round(steps * len(self.seeds) / max(self.train_seconds, 1e-9), 1),
             "device": device_description(),
             "num_devices": self.num_devices,
+            "batching": self.batching,
             "solve_rate": float(np.mean([r["solved"] for r in runs])),
             "runs": runs,
         }
@@ -286,7 +288,7 @@ def run(
         nonfinite = to_host(state.nonfinite_step)[: len(seeds)]
         if (nonfinite >= 0).any():
             i = int(np.argmax(nonfinite >= 0))
-            partial = _result(cfg, preset, seeds, grid, state, compile_seconds, train_seconds, len(devs), False, done)
+            partial = _result(cfg, preset, seeds, grid, state, compile_seconds, train_seconds, program, False, done)
             raise NonFiniteError(i, seeds[i], int(nonfinite[i]), partial)
         if progress is not None:
             progress(_progress(cfg, state, done, train_seconds, len(seeds)))
@@ -294,17 +296,17 @@ def run(
             interrupted = True
             break
 
-    return _result(cfg, preset, seeds, grid, state, compile_seconds, train_seconds, len(devs), interrupted, done)
+    return _result(cfg, preset, seeds, grid, state, compile_seconds, train_seconds, program, interrupted, done)
 
 
-def _result(cfg, preset, seeds, grid, state, compile_seconds, train_seconds, num_devices, interrupted, done) -> RunResult:
+def _result(cfg, preset, seeds, grid, state, compile_seconds, train_seconds, program, interrupted, done) -> RunResult:
     metrics = to_host(state.metrics)[: len(seeds)]
     params = to_host(state.learner.params)
     per_run = [jax.tree.map(lambda x, i=i: x[i], params) for i in range(len(seeds))]
     return RunResult(
         config=cfg, preset=preset, seeds=seeds, grid=grid, metrics=metrics, params=per_run,
-        compile_seconds=compile_seconds, train_seconds=train_seconds, num_devices=num_devices,
-        state=state, interrupted=interrupted, chunks_done=done,
+        compile_seconds=compile_seconds, train_seconds=train_seconds, num_devices=len(program.devices),
+        state=state, interrupted=interrupted, chunks_done=done, batching=program.batching,
     )
 
 

@@ -198,6 +198,7 @@ def run_sweep(
     *,
     preset: str = "custom",
     devices: int | str | None = None,
+    batching: str = "auto",
     progress: Callable[[int, Group], Callable | None] | None = None,
 ) -> SweepResult:
     """Train every (grid point, seed); `progress(i, group)` may return a per-chunk callback for program i."""
@@ -209,7 +210,7 @@ def run_sweep(
         callback = progress(i, group) if progress else None
         res = run(
             group.config, [run_seeds[k] for k in group.runs], [run_grid[k] for k in group.runs],
-            preset=preset, devices=devices, progress=callback,
+            preset=preset, devices=devices, batching=batching, progress=callback,
         )
         compiled += res.compile_seconds > 0  # 0 means the program came from run.Program's cache
         results.append(res)

@@ -74,6 +74,7 @@ CASES = [
     Case("out-not-empty", ("train", "--out", "out", *TINY), "--out out:"),
     Case("out-is-file", ("train", "--out", "afile", *TINY), "--out afile:"),
     Case("devices-too-many", ("train", "--devices", "4096", *TINY), "--devices"),
+    Case("batching-unknown", ("train", "--batching", "lanes", *TINY), "--batching"),
     # the other commands: eval, render, resume, sweep, plan
     Case("eval-missing-dir", ("eval", "nosuchdir"), "nosuchdir"),
     Case("eval-not-a-run", ("eval", "out"), "out: no policy.npz"),

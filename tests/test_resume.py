@@ -7,6 +7,7 @@ the seed and env step named, the failure in summary.json, the last good checkpoi
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -108,10 +109,27 @@ def test_ctrl_c_saves_prints_resume_command_and_exits_130(tmp_path, env, uninter
     assert per_seed(out) == per_seed(uninterrupted)
 
 
-def test_resume_refuses_flags_that_change_results(tmp_path, uninterrupted, capsys):
-    assert main(["resume", str(uninterrupted), "--set", "learning_rate=0.1"]) == 2
+@pytest.mark.parametrize("flag", [["--set", "learning_rate=0.1"], ["--batching", "vmap"]])
+def test_resume_refuses_flags_that_change_results(tmp_path, uninterrupted, capsys, flag):
+    assert main(["resume", str(uninterrupted), *flag]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("cartpole-jax: error: resume takes no --set") and err.count("\n") == 1
+    assert err.startswith(f"cartpole-jax: error: resume takes no {flag[0]}") and err.count("\n") == 1
+
+
+def test_a_batched_run_resumes_batched(tmp_path, uninterrupted):
+    """--batching vmap is recorded with the checkpoints; resume batches the rest the same way, bit for bit."""
+    out = tmp_path / "run"
+    argv = ["train", "--out", str(out), "--seeds", "2", "--devices", "1", "--batching", "vmap", "--quiet"]
+    assert main([*argv, *sets("checkpoint_every=2", "keep_checkpoints=4")]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["batching"] == "vmap" and checkpoint.steps(out) == [2, 4, 6, 8]
+    assert per_seed(out) != per_seed(uninterrupted)  # batched kernels round differently from one run's
+    finished = per_seed(out)
+    for step in (8, 6):  # back to chunk 4: the resumed run must redo chunks 5-8 batched
+        shutil.rmtree(checkpoint.directory(out) / str(step))
+    (out / "summary.json").unlink()
+    assert main(["resume", str(out), "--quiet"]) == 0
+    assert per_seed(out) == finished
 
 
 def test_non_finite_loss_stops_with_seed_and_step_and_keeps_checkpoints(tmp_path, capfd):

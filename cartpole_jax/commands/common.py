@@ -38,6 +38,10 @@ def add_seed_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=positive_int("--seed", 0), default=0, help="first seed (default 0)")
     p.add_argument("--devices", type=devices_arg, default=None,
                    help="N or all: shard runs across devices (default: on CPU one device per core, at most one per run; otherwise one)")
+    p.add_argument("--batching", choices=("auto", "map", "vmap"), default="auto",
+                   help="how runs share a device: map (CPU's auto) runs each as its own program, so a run's bits never "
+                        "depend on the others; vmap (accelerators' auto) batches them, as accelerators need for speed, "
+                        "but a run's bits then depend on how many runs share its device")
 
 
 def add_out_flags(p: argparse.ArgumentParser) -> None:

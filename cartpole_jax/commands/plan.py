@@ -22,7 +22,7 @@ def run(args) -> int:
     grid = parse_grid(args.grid)
     _, _, groups = plan_runs(cfg, grid, range(args.seed, args.seed + args.seeds))
     devices = [pick_devices(args.devices, len(g.runs)) for g in groups]
-    plans = [make_plan(g.config, len(g.runs), d) for g, d in zip(groups, devices, strict=True)]
+    plans = [make_plan(g.config, len(g.runs), d, args.batching) for g, d in zip(groups, devices, strict=True)]
     total = sum(p.num_runs for p in plans)
     most = max(devices, key=len)
     print(f"plan: preset {preset}, {total} run(s) in {len(plans)} program(s) on up to {len(most)} × {most[0].platform}")

@@ -14,7 +14,7 @@ from ..config import ConfigError, from_dict
 from .train import drive
 
 # Flags of `train` a user might try here; each would make the resumed run a different run.
-REFUSED = ("--set", "--config", "--preset", "--seeds", "--seed", "--devices", "--out", "--force")
+REFUSED = ("--set", "--config", "--preset", "--seeds", "--seed", "--devices", "--batching", "--out", "--force")
 
 
 def add_parser(sub) -> None:
@@ -37,7 +37,7 @@ def run(args) -> int:
     run_dir = Path(args.run_dir)
     cfg = load_run_config(run_dir)[1]
     state, done, meta = checkpoint.restore(run_dir, cfg)
-    meta = checkpoint.make_meta(cfg, meta["preset"], meta["seeds"], meta["grid"], meta["devices"])
+    meta = checkpoint.make_meta(cfg, meta["preset"], meta["seeds"], meta["grid"], meta["devices"], meta.get("batching", "auto"))
     if not args.quiet:
         print(f"resuming {run_dir} after chunk {done}/{cfg.num_chunks}")
     return drive(run_dir, cfg, meta, args.quiet, resume=(state, done))

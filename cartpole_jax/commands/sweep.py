@@ -30,7 +30,7 @@ def run(args) -> int:
     grid = parse_grid(args.grid)
     seeds = range(args.seed, args.seed + args.seeds)
     _, _, groups = plan_runs(cfg, grid, seeds)
-    check_fit([make_plan(g.config, len(g.runs), pick_devices(args.devices, len(g.runs))) for g in groups])
+    check_fit([make_plan(g.config, len(g.runs), pick_devices(args.devices, len(g.runs)), args.batching) for g in groups])
     if len(groups) > 1:
         static = ", ".join(k for k in groups[0].static)
         print(f"cartpole-jax: sweep: grid over static key(s) {static} needs {len(groups)} compiled programs "
@@ -45,7 +45,7 @@ def run(args) -> int:
             label = f"{preset} sweep" + (f" {i + 1}/{len(groups)}" if len(groups) > 1 else "") + f" ×{len(group.runs)}"
             return bars.enter_context(progress_bar(args.quiet, group.config.num_chunks, label))
 
-        result = run_sweep(cfg, grid, seeds, preset=preset, devices=args.devices, progress=progress)
+        result = run_sweep(cfg, grid, seeds, preset=preset, devices=args.devices, batching=args.batching, progress=progress)
     if not writer:
         return 0
     summary = write_sweep(out, result, f"{preset} sweep: {num_runs} runs")

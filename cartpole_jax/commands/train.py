@@ -37,14 +37,14 @@ def run(args) -> int:
 
     pick_devices(args.devices, args.seeds)  # a bad --devices fails before anything is written
     check_out_dir(args.out or default_out(preset), args.force)  # cheap checks before the planner traces
-    planner.require_fit(cfg, args.seeds, args.devices)
+    planner.require_fit(cfg, args.seeds, args.devices, args.batching)
     out = prepare_out_dir(args.out or default_out(preset), args.force)
     # With --force, an earlier run's checkpoints would be resumed instead of (or pruned before) ours.
     shutil.rmtree(checkpoint.directory(out), ignore_errors=True)
     # Written first so that a run killed at any moment can be resumed from its checkpoints.
     write_json(out / "config.json", {"preset": preset, **cfg.to_dict()})
     seeds = list(range(args.seed, args.seed + args.seeds))
-    meta = checkpoint.make_meta(cfg, preset, seeds, [{} for _ in seeds], args.devices)
+    meta = checkpoint.make_meta(cfg, preset, seeds, [{} for _ in seeds], args.devices, args.batching)
     return drive(out, cfg, meta, args.quiet)
 
 
@@ -67,7 +67,7 @@ def drive(out: Path, cfg: Config, meta: dict, quiet: bool, resume: tuple | None 
 
         try:
             result = run_program(
-                cfg, seeds, meta["grid"], preset=preset, devices=meta["devices"], progress=progress,
+                cfg, seeds, meta["grid"], preset=preset, devices=meta["devices"], batching=meta.get("batching", "auto"), progress=progress,
                 resume=resume, after_chunk=after_chunk,
             )
         except NonFiniteError as err:
