@@ -20,8 +20,9 @@ if __package__ in (None, ""):  # run as a script: make the repo importable
 
 def loop_without_updates(preset: str) -> float:
     """Seconds per vector step of the preset's loop when no gradient step is ever due."""
+    from benchmarks.training import clear_compiled
     from cartpole_jax.config import resolve
-    from cartpole_jax.run import Program, run
+    from cartpole_jax.run import run
 
     _, base = resolve(preset, None, [])
     steps = 20_000 * base.num_envs
@@ -29,7 +30,7 @@ def loop_without_updates(preset: str) -> float:
             "num_chunks=1", "checkpoint_every=0"]
     _, cfg = resolve(preset, None, sets)
     result = run(cfg, [0], devices=1)
-    Program._cache.clear()
+    clear_compiled()
     return result.train_seconds / cfg.num_vector_steps
 
 

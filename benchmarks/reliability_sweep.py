@@ -92,8 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     import jax
 
     jax.config.update("jax_default_matmul_precision", "highest")
+    from benchmarks.training import clear_compiled
     from cartpole_jax.config import resolve
-    from cartpole_jax.run import Program, run
+    from cartpole_jax.run import run
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{rec['median_first']} final hist {rec['final_hist']}", flush=True)
             with open(out / "sweep.jsonl", "a") as f:
                 f.write(json.dumps(rec) + "\n")
-        Program._cache.clear()
+        clear_compiled()
         last_cost = time.perf_counter() - t0
     return 0
 

@@ -99,3 +99,20 @@ def test_loop_overhead_times_a_loop_that_never_learns(capsys):
 
     seconds = loop_overhead.loop_without_updates("purejaxrl")
     assert 0 < seconds < 0.01  # per vector step of 10 envs: microseconds, not a whole learning run
+
+
+def test_reliability_record_counts_by_hand():
+    import numpy as np
+
+    from benchmarks.reliability_sweep import point_record
+
+    runs = [{"solved": True, "first_solved_env_step": 4000}, {"solved": False, "first_solved_env_step": 2000},
+            {"solved": False, "first_solved_env_step": None}]
+    evals = np.array([[100.0, 500.0], [480.0, 300.0], [50.0, 460.0]])
+    rec = point_record("g", ["x=1"], {"gamma": 0.9}, [7, 8, 9], runs, evals, np.array([2000.0, 4000.0]))
+    assert (rec["end"], rec["ever"], rec["seed_start"], rec["seeds"]) == (1, 2, 7, 3)
+    assert rec["median_first"] == 4000.0  # of 2000, 4000 and never
+    assert rec["frac_by_eval"] == [round(1 / 3, 3), round(1 / 3, 3)]
+    assert rec["final_hist"] == [0, 1, 0, 1, 0, 1]  # 300 in [300, 400), 460 in [450, 475), 500 in [490, 501)
+    two_never = point_record("g", [], {}, [0, 1], runs[1:], evals[1:], np.array([2000.0, 4000.0]))
+    assert two_never["median_first"] is None  # the median is "never"
