@@ -124,6 +124,43 @@ def save(run_dir: str | Path, host: tuple, chunks_done: int, meta: dict, keep: i
     return directory(run_dir) / str(int(chunks_done))
 
 
+class BackgroundSaver:
+    """Writes checkpoints on one thread while the next chunk trains; at most one write in flight.
+
+    `submit` takes `to_host`'s fresh copies, so the chunk that follows may reuse the device buffers.
+    A write's error is raised by the next `submit`, by `wait`, or on leaving the `with` block, which
+    waits for the last write. With several processes (orbax synchronises them) it writes in place.
+    """
+
+    def __init__(self):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="checkpoint") if jax.process_count() == 1 else None
+        self._pending = None
+
+    def submit(self, run_dir: str | Path, host: tuple, chunks_done: int, meta: dict, keep: int) -> None:
+        self.wait()
+        if self._pool is None:
+            save(run_dir, host, chunks_done, meta, keep)
+        else:
+            self._pending = self._pool.submit(save, run_dir, host, chunks_done, meta, keep)
+
+    def wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def __enter__(self) -> BackgroundSaver:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self.wait()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown()
+
+
 def steps(run_dir: str | Path) -> list[int]:
     """The complete checkpoints' chunk counts, oldest first (unfinished temp directories excluded)."""
     if not directory(run_dir).is_dir():

@@ -57,12 +57,13 @@ def drive(out: Path, cfg: Config, meta: dict, quiet: bool, resume: tuple | None 
     seeds, preset = meta["seeds"], meta["preset"]
     title = f"{preset}: {len(seeds)} seed(s)"
 
-    with _stop_on_sigint() as stop, progress_bar(quiet, cfg.num_chunks, f"{preset} ×{len(seeds)}") as progress:
+    bar = progress_bar(quiet, cfg.num_chunks, f"{preset} ×{len(seeds)}")
+    with _stop_on_sigint() as stop, checkpoint.BackgroundSaver() as saver, bar as progress:
 
         def after_chunk(done: int, state, program) -> bool:
             due = cfg.checkpoint_every > 0 and done % cfg.checkpoint_every == 0
             if due or stop.is_set():
-                checkpoint.save(out, checkpoint.to_host(state, len(seeds)), done, meta, cfg.keep_checkpoints)
+                saver.submit(out, checkpoint.to_host(state, len(seeds)), done, meta, cfg.keep_checkpoints)
             return not stop.is_set()
 
         try:
@@ -71,6 +72,7 @@ def drive(out: Path, cfg: Config, meta: dict, quiet: bool, resume: tuple | None 
                 resume=resume, after_chunk=after_chunk,
             )
         except NonFiniteError as err:
+            saver.wait()  # the last good checkpoint is on disk before the failure names it
             return _record_failure(out, err)
     if result.interrupted:
         print(
