@@ -6,11 +6,45 @@ step; here one uniform draw serves the whole batch and finished envs take it by 
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import sys
+import types
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
-from gymnax.environments.classic_control.cartpole import CartPole, EnvParams, EnvState
+
+
+def _gymnax_cartpole() -> types.ModuleType:
+    """gymnax's CartPole module, without running `gymnax/__init__`.
+
+    That __init__ imports every gymnax environment (MinAtar, bsuite, seaborn for Pong's plots): ~3 s
+    of every CLI start for one 100-line module. The package and its parents are stood in for by bare
+    modules with the right search path, and every gymnax.* entry is dropped from sys.modules after,
+    so a later `import gymnax` anywhere still loads the real package, complete.
+    """
+    if "gymnax" in sys.modules:  # already imported in full
+        return importlib.import_module("gymnax.environments.classic_control.cartpole")
+    spec = importlib.util.find_spec("gymnax")
+    if spec is None or not spec.submodule_search_locations:
+        return importlib.import_module("gymnax.environments.classic_control.cartpole")  # its own ImportError
+    root = spec.submodule_search_locations[0]
+    for name, folder in (("gymnax", ""), ("gymnax.environments", "/environments"),
+                         ("gymnax.environments.classic_control", "/environments/classic_control")):
+        stand_in = types.ModuleType(name)
+        stand_in.__path__ = [root + folder]
+        sys.modules[name] = stand_in
+    try:
+        return importlib.import_module("gymnax.environments.classic_control.cartpole")
+    finally:
+        for name in [n for n in sys.modules if n == "gymnax" or n.startswith("gymnax.")]:
+            del sys.modules[name]
+
+
+_gymnax = _gymnax_cartpole()
+CartPole, EnvParams, EnvState = _gymnax.CartPole, _gymnax.EnvParams, _gymnax.EnvState
 
 NUM_ACTIONS = 2
 OBS_SIZE = 4

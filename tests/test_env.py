@@ -144,3 +144,19 @@ def test_done_envs_restart_while_final_obs_keeps_the_true_end(seed):
     np.testing.assert_array_equal(res.obs, env.observe(next_state))
     # a truncated env was cut at exactly 500 steps and did not fail
     assert np.all(np.asarray(stepped.time)[np.asarray(res.truncated)] == 500)
+
+
+def test_importing_the_env_leaves_gymnax_whole():
+    """cartpole_jax.env loads gymnax's CartPole alone; `import gymnax` afterwards still gives the full package."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import cartpole_jax.env as e\n"
+        "assert not [m for m in sys.modules if m.startswith('gymnax')]\n"
+        "import gymnax; env, params = gymnax.make('CartPole-v1')\n"
+        "import dataclasses; assert 'Pong-misc' in gymnax.registered_envs\n"
+        "assert dataclasses.asdict(params) == dataclasses.asdict(e.PARAMS)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
