@@ -25,11 +25,9 @@ def _gymnax_cartpole() -> types.ModuleType:
     modules with the right search path, and every gymnax.* entry is dropped from sys.modules after,
     so a later `import gymnax` anywhere still loads the real package, complete.
     """
-    if "gymnax" in sys.modules:  # already imported in full
+    spec = None if "gymnax" in sys.modules else importlib.util.find_spec("gymnax")
+    if spec is None or not spec.submodule_search_locations:  # imported in full already, or missing (its ImportError)
         return importlib.import_module("gymnax.environments.classic_control.cartpole")
-    spec = importlib.util.find_spec("gymnax")
-    if spec is None or not spec.submodule_search_locations:
-        return importlib.import_module("gymnax.environments.classic_control.cartpole")  # its own ImportError
     root = spec.submodule_search_locations[0]
     for name, folder in (("gymnax", ""), ("gymnax.environments", "/environments"),
                          ("gymnax.environments.classic_control", "/environments/classic_control")):

@@ -68,7 +68,7 @@ def drive(out: Path, cfg: Config, meta: dict, quiet: bool, resume: tuple | None 
 
         try:
             result = run_program(
-                cfg, seeds, meta["grid"], preset=preset, devices=meta["devices"], batching=meta.get("batching", "auto"), progress=progress,
+                cfg, seeds, meta["grid"], preset=preset, devices=meta["devices"], batching=meta["batching"], progress=progress,
                 resume=resume, after_chunk=after_chunk,
             )
         except NonFiniteError as err:
