@@ -63,6 +63,13 @@ SWEEPS: dict[str, list[tuple[str, list[str], dict[str, list[float]]]]] = {
         ("35k", ["total_env_steps=35000", "gamma=0.998"], {EPS: [10000, 12000], LR: [1.5e-2, 2e-2]}),
         ("40k lr2e-2", ["gamma=0.998", "eps_decay_steps=12000"], {LR: [2e-2, 2.5e-2]}),
     ],
+    # CPU (2 cores), 128-256 seeds per point; results in benchmarks/results/tuning/cpu-reliability-sweep.jsonl
+    "cos30k": [
+        ("cos 30k", ["lr_schedule=cosine", "total_env_steps=30000", "n_step=3"], {LR: [1.5e-2, 2.5e-2], EPS: [8000, 12000]}),
+    ],
+    "n5": [("n5", ["n_step=5"], {TAU: [0.01, 0.02]})],
+    "n5-30k": [("n5 30k", ["n_step=5", "total_env_steps=30000"], {EPS: [8000, 12000]})],
+    "n5-n8": [("n5 40k", ["n_step=5"], {}), ("n8 40k", ["n_step=8"], {})],
 }
 SMOKE = ["total_env_steps=1000", "learning_starts=200", "eval_every=500", "eval_episodes=2"]
 

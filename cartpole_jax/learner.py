@@ -11,8 +11,12 @@ from .types import LearnerState, Transition
 
 
 def make_optimizer(cfg, hp) -> optax.GradientTransformation:
-    """cfg.optimizer with a linearly decaying learning rate and optional global-norm clipping."""
-    lr = optax.linear_schedule(hp.learning_rate, hp.learning_rate * hp.lr_end_fraction, max(schedule.total_updates(cfg), 1))
+    """cfg.optimizer with a decaying learning rate (cfg.lr_schedule) and optional global-norm clipping."""
+    steps = max(schedule.total_updates(cfg), 1)
+    if cfg.lr_schedule == "cosine":
+        lr = optax.cosine_decay_schedule(hp.learning_rate, steps, alpha=hp.lr_end_fraction)
+    else:
+        lr = optax.linear_schedule(hp.learning_rate, hp.learning_rate * hp.lr_end_fraction, steps)
     clip = jnp.where(hp.max_grad_norm > 0, hp.max_grad_norm, jnp.inf)
     return optax.chain(optax.clip_by_global_norm(clip), getattr(optax, cfg.optimizer)(lr, **dict(cfg.optimizer_kwargs)))
 

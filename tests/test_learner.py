@@ -10,6 +10,25 @@ from cartpole_jax.config import Config
 from cartpole_jax.network import QNetwork, make_network
 from cartpole_jax.types import LearnerState, Transition
 
+# --- the learning-rate schedule ---
+
+
+@pytest.mark.parametrize("shape", ["linear", "cosine"])
+def test_learning_rate_decays_to_its_end_fraction_over_exactly_the_run_s_updates(shape):
+    cfg = Config(optimizer="sgd", lr_schedule=shape, learning_rate=0.5, lr_end_fraction=0.2, total_env_steps=40,
+                 num_envs=1, train_every=1, learning_starts=0, batch_size=1)
+    steps = schedule.total_updates(cfg)
+    tx = learner.make_optimizer(cfg, cfg.hyperparams())
+    state, sizes = tx.init(jnp.zeros(())), []
+    for _ in range(steps + 2):
+        step, state = tx.update(jnp.ones(()), state)  # SGD with gradient 1 moves by -lr
+        sizes.append(-float(step))
+    frac = np.minimum(np.arange(steps + 2) / steps, 1.0)
+    shape_of = {"linear": 1 - frac, "cosine": 0.5 * (1 + np.cos(np.pi * frac))}[shape]
+    np.testing.assert_allclose(sizes, 0.5 * (0.2 + 0.8 * shape_of), rtol=1e-5)
+    assert sizes[-1] == pytest.approx(0.1)  # held at the end fraction after the last update
+
+
 # --- td_target and td_loss on plain numbers ---
 
 Q_NEXT_ONLINE = jnp.array([[1.0, 5.0], [3.0, 2.0]])
