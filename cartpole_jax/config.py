@@ -183,9 +183,9 @@ class HyperParams:
 # seeds ended solved (likely because a cart drifting out of bounds fails hundreds of steps later,
 # beyond a 100-step horizon); 0.995 gave 94.5%, 0.998 with epsilon over 12k env steps and Adam at
 # 1.5e-2 97.7% of 512 (GPU). Third, 5-step returns instead of 3: 380 of 384 seeds (99.0%, CPU) end
-# solved and the median first solve moves from 10k to 8k env steps; the failure signal travels 5 steps
-# per update, and returns of the epsilon-greedy behaviour keep the greedy policy a margin from the
-# edges. 8-step returns gave 251/256 where 5-step gave 253/256 on the same seeds. Against these
+# solved and the median first solve moves from 10k to 8k env steps (likely because the failure signal
+# travels 5 steps per update, and returns of the epsilon-greedy behaviour keep the greedy policy a
+# margin from the edges). 8-step returns gave 251/256 where 5-step gave 253/256 on the same seeds. Against these
 # baselines the following moved the rate by a few seeds or made it worse: 16/24/64-wide layers,
 # batch 256, one update per 3-4 env steps, 8 envs, Huber (its unit slope crawls on ~100-500-sized
 # Q-values), 2-step returns, no double DQN, gradient clipping, a 25% learning-rate floor, SiLU. At
