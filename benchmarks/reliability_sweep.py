@@ -7,7 +7,8 @@ Built for a GPU, where one group of 4 points × 256 seeds trains in ~15 s (compi
 cores the same group takes ~10 minutes. Each point appends one JSON line to DIR/sweep.jsonl as soon as
 its group finishes: runs solved at the end, ever solved, median first solve, the solved fraction at
 every eval, and a histogram of final returns. Matmuls run at full fp32 precision (no TF32), as on CPU.
-benchmarks/results/tuning/ holds the sweeps that chose the default preset, run this way on an H200.
+benchmarks/results/tuning/ holds the sweeps that chose the default preset, run this way on an H200
+and on CPU. The GPU sweeps ran when the default used 3-step returns; they now run with 5-step ones.
 """
 
 from __future__ import annotations
