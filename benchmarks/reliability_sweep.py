@@ -3,12 +3,14 @@
     python benchmarks/reliability_sweep.py --sweep wide [--seeds 256] [--seed-start 1000] [--budget 420]
                                           [--out DIR] [--smoke]
 
-Built for a GPU, where one group of 4 points × 256 seeds trains in ~15 s (compile included); on 2 CPU
-cores the same group takes ~10 minutes. Each point appends one JSON line to DIR/sweep.jsonl as soon as
-its group finishes: runs solved at the end, ever solved, median first solve, the solved fraction at
-every eval, and a histogram of final returns. Matmuls run at full fp32 precision (no TF32), as on CPU.
-benchmarks/results/tuning/ holds the sweeps that chose the default preset, run this way on an H200
-and on CPU. The GPU sweeps ran when the default used 3-step returns; they now run with 5-step ones.
+Built for a GPU, where one group of 4 points × 256 seeds trains in ~15 s (compile included); on CPU
+it shards the runs over one device per core, and a point of 128 seeds takes minutes. Each point
+appends one JSON line to DIR/sweep.jsonl as soon as its group finishes: runs solved at the end, ever
+solved, median first solve, the solved fraction at every eval, and a histogram of final returns.
+Matmuls run at full fp32 precision (no TF32), as on CPU. benchmarks/results/tuning/ holds the sweeps
+that chose the default preset, run this way on an H200 and on CPU. The GPU sweeps ran when the
+default used 3-step returns and batch 128; they now run with 5-step returns and batch 64, as do the
+CPU sweeps before b64 (give n_step=3 or batch_size=128 to redo them).
 """
 
 from __future__ import annotations
@@ -71,6 +73,12 @@ SWEEPS: dict[str, list[tuple[str, list[str], dict[str, list[float]]]]] = {
     "n5": [("n5", ["n_step=5"], {TAU: [0.01, 0.02]})],
     "n5-30k": [("n5 30k", ["n_step=5", "total_env_steps=30000"], {EPS: [8000, 12000]})],
     "n5-n8": [("n5 40k", ["n_step=5"], {}), ("n8 40k", ["n_step=8"], {})],
+    # cheaper gradient steps: a smaller batch or one hidden layer (the 32x32 layer is 84% of the FLOPs);
+    # b128 is the batch-128 default of that time on the same seeds as b64
+    "b64": [("b64", ["batch_size=64"], {LR: [1.5e-2, 1e-2]})],
+    "b64-lr15": [("b64", ["batch_size=64"], {LR: [1.5e-2]})],
+    "b128": [("b128", ["batch_size=128"], {})],
+    "h64": [("h64", ["hidden_sizes=[64]"], {LR: [1.5e-2]})],
 }
 SMOKE = ["total_env_steps=1000", "learning_starts=200", "eval_every=500", "eval_episodes=2"]
 
@@ -99,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import jax
 
+    from cartpole_jax.host import use_cpu_cores
+
+    use_cpu_cores()  # on CPU, runs spread over every core
     jax.config.update("jax_default_matmul_precision", "highest")
     from benchmarks.training import clear_compiled
     from cartpole_jax.config import resolve

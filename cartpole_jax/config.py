@@ -83,7 +83,7 @@ class Config:
     total_env_steps: int = _field(40_000, "Env steps to train for, per seed (rounded up to a multiple of num_envs).", _int(1, MAX_INT), unit="env steps")
     num_envs: int = _field(4, "Parallel CartPole envs per seed; one env step of each counts as one env step.", _int(1, 1 << 20), unit="envs")
     buffer_size: int = _field(50_000, "Replay capacity per seed; the oldest transitions are overwritten first.", _int(1, MAX_INT), unit="transitions")
-    batch_size: int = _field(128, "Transitions per gradient step (at most buffer_size).", _int(1, MAX_INT), unit="transitions")
+    batch_size: int = _field(64, "Transitions per gradient step (at most buffer_size).", _int(1, MAX_INT), unit="transitions")
     learning_starts: int = _field(1_000, "Env steps collected before the first gradient step (and before an exponential epsilon starts to decay).", _int(0, MAX_INT), unit="env steps")
     train_every: int = _field(2, "Env steps per gradient step; with num_envs > train_every several gradient steps follow each vector step.", _int(1, MAX_INT), unit="env steps")
     n_step: int = _field(5, "Rewards summed before bootstrapping: targets are r_t + ... + gamma^(n-1) r_(t+n-1) + gamma^n Q(s_(t+n)), stopping early where an episode ends.", _int(1, 1_000), unit="env steps")
@@ -192,8 +192,12 @@ class HyperParams:
 # Huber (its unit slope crawls on ~100-500-sized Q-values), 2-step returns, no double DQN, gradient
 # clipping, a 25% learning-rate floor, SiLU. At 30k env steps a cosine learning-rate decay did no
 # better than linear (117-124 of 128), and 5-step returns left seeds that never solved (117-124 of
-# 128), so the run keeps 40k. The learning rate decays linearly to 0 so late updates are small; the
-# epsilon floor is 0.05.
+# 128), so the run keeps 40k. Fourth, batch 64 instead of 128: the gradient steps are the run's cost
+# and their matmuls scale with the batch, so a seed trains 1.25-1.45x faster on CPU, while 379 of 384
+# seeds (98.7%) end solved against 507 of 512 (99.0%) with batch 128; on the 128 seeds both ran
+# (7000-7127), 125 against 127: a seed or two, within the spread between seed sets. One 64-wide
+# hidden layer (cheaper still) ended solved on only 111 of those 128. The learning rate decays
+# linearly to 0 so late updates are small; the epsilon floor is 0.05.
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     # The classic Keras tutorial, reproduced field by field.
