@@ -17,8 +17,8 @@ def epsilon(cfg, hp, env_step):
 
 def epsilon_greedy(key, q_values, eps):
     """Greedy actions from q_values (n, A), each replaced by a uniform one with probability eps."""
-    k_explore, k_action = jax.random.split(key)
     n, num_actions = q_values.shape
-    explore = jax.random.uniform(k_explore, (n,)) < eps
-    random_action = jax.random.randint(k_action, (n,), 0, num_actions)
-    return jnp.where(explore, random_action, jnp.argmax(q_values, axis=-1))
+    # One draw for both choices (randint alone would take three): on CPU each draw is a loop of small kernels.
+    u = jax.random.uniform(key, (2, n))
+    random_action = jnp.minimum((u[1] * num_actions).astype(jnp.int32), num_actions - 1)
+    return jnp.where(u[0] < eps, random_action, jnp.argmax(q_values, axis=-1))

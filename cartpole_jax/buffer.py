@@ -37,20 +37,35 @@ def can_sample(state: BufferState, batch_size: int) -> jax.Array:
     return state.size >= batch_size
 
 
+def sample_starts(state: BufferState, key: jax.Array, shape: tuple[int, ...], length: int = 1, stride: int = 1):
+    """Uniform random starts, any shape, of runs of `length` items `stride` slots apart that are wholly written.
+
+    Drawing the batches of several gradient steps at once costs one draw instead of several: on CPU
+    each draw is a loop of small kernels.
+    """
+    return jax.random.randint(key, shape, 0, jnp.maximum(state.size - (length - 1) * stride, 1))
+
+
+def gather(state: BufferState, idx: jax.Array):
+    """The items at slots `idx` (any shape); leaves (*idx.shape, ...)."""
+    return jax.tree.map(lambda buf: buf[idx], state.data)
+
+
+def gather_sequences(state: BufferState, starts: jax.Array, length: int, stride: int):
+    """The runs of `length` items `stride` slots apart from each start, counted from the oldest item.
+
+    With stride = the number of items added per call (num_envs), a run follows one env through
+    consecutive steps. Leaves (*starts.shape, length, ...).
+    """
+    oldest = state.pos - state.size  # slots in age order: oldest + 0, oldest + 1, ... (mod capacity)
+    return gather(state, (oldest + starts[..., None] + stride * jnp.arange(length)) % capacity(state))
+
+
 def sample(state: BufferState, key: jax.Array, batch_size: int):
     """Draw batch_size items uniformly, with replacement, from the written slots only."""
-    idx = jax.random.randint(key, (batch_size,), 0, jnp.maximum(state.size, 1))
-    return jax.tree.map(lambda buf: buf[idx], state.data)
+    return gather(state, sample_starts(state, key, (batch_size,)))
 
 
 def sample_sequences(state: BufferState, key: jax.Array, batch_size: int, length: int, stride: int):
-    """Draw batch_size runs of `length` items, each `stride` slots after the last; leaves (batch, length, ...).
-
-    With stride = the number of items added per call (num_envs), a run follows one env through
-    consecutive steps. Starts are uniform over the written slots whose whole run is written too.
-    """
-    cap = capacity(state)
-    starts = jax.random.randint(key, (batch_size,), 0, jnp.maximum(state.size - (length - 1) * stride, 1))
-    oldest = state.pos - state.size  # slots in age order: oldest + 0, oldest + 1, ... (mod capacity)
-    idx = (oldest + starts[:, None] + stride * jnp.arange(length)) % cap
-    return jax.tree.map(lambda buf: buf[idx], state.data)
+    """Draw batch_size runs (see gather_sequences), starts uniform over those wholly written; leaves (batch, length, ...)."""
+    return gather_sequences(state, sample_starts(state, key, (batch_size,), length, stride), length, stride)

@@ -60,20 +60,20 @@ def make_trainer(cfg: Config) -> Trainer:
     def learn(state: RunState, hp, key, t) -> tuple[RunState, jax.Array]:
         """The gradient steps and target update due after vector step t; losses go to the accumulators."""
         update = learner.make_update(network, learner.make_optimizer(cfg, hp), cfg)
+        most = schedule.max_updates_per_step(cfg)
+        starts = buffer.sample_starts(state.buffer, key, (most, cfg.batch_size), cfg.n_step, n)  # row i: step i's batch
 
         def one(i, carry):
             lrn, loss_sum = carry
-            k = jax.random.fold_in(key, i)
             if cfg.n_step > 1:
-                batch = buffer.sample_sequences(state.buffer, k, cfg.batch_size, cfg.n_step, n)
+                batch = buffer.gather_sequences(state.buffer, starts[i], cfg.n_step, n)
             else:
-                batch = buffer.sample(state.buffer, k, cfg.batch_size)
+                batch = buffer.gather(state.buffer, starts[i])
             lrn, loss = update(lrn, batch, hp)
             return lrn, loss_sum + loss
 
         count = schedule.updates_at(cfg, t)
         carry = (state.learner, jnp.float32(0))
-        most = schedule.max_updates_per_step(cfg)
         if n % cfg.train_every == 0 or most == 1:
             # count is 0 or `most`: a fixed-length loop behind one real branch spares XLA a loop whose
             # trip count it only learns at run time. Not unrolled: as fast, and compiles ~0.8 s sooner.

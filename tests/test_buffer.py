@@ -142,3 +142,15 @@ def test_sequences_follow_one_env_through_stored_steps(capacity, num_envs, vecto
     np.testing.assert_array_equal(np.diff(g, axis=1), num_envs)  # same env, consecutive vector steps
     valid = {s for s in model if s + (length - 1) * num_envs in model}
     assert set(g[:, 0].tolist()) == valid  # all of them drawn, nothing else
+
+
+def test_one_draw_of_starts_serves_several_batches():
+    """Row i of a (steps, batch) draw gathers exactly what gathering those starts alone gives."""
+    state = _add(_add(_init(EXAMPLE, 12), items(0, 4)), items(4, 4))
+    starts = buffer.sample_starts(state, jax.random.key(3), (3, 5), 2, 4)
+    assert starts.shape == (3, 5) and int(starts.max()) < 8 - 4
+    both = buffer.gather_sequences(state, starts, 2, 4)
+    for i in range(3):
+        row = buffer.gather_sequences(state, starts[i], 2, 4)
+        for a, b in zip(jax.tree.leaves(both), jax.tree.leaves(row), strict=True):
+            np.testing.assert_array_equal(a[i], b)
