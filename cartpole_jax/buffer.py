@@ -40,8 +40,9 @@ def can_sample(state: BufferState, batch_size: int) -> jax.Array:
 def sample_starts(state: BufferState, key: jax.Array, shape: tuple[int, ...], length: int = 1, stride: int = 1):
     """Uniform random starts, any shape, of runs of `length` items `stride` slots apart that are wholly written.
 
-    Drawing the batches of several gradient steps at once costs one draw instead of several: on CPU
-    each draw is a loop of small kernels.
+    Starts count from the oldest item, as gather_sequences reads them; with length 1 the written slots
+    are exactly [0, size), so they are also slots for `gather`. Drawing the batches of several gradient
+    steps at once costs one draw instead of several: on CPU each draw is a loop of small kernels.
     """
     return jax.random.randint(key, shape, 0, jnp.maximum(state.size - (length - 1) * stride, 1))
 
