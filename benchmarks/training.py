@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cartpole_jax import env as cp_env
-from cartpole_jax import learner, schedule
+from cartpole_jax import kernels, learner, schedule
 from cartpole_jax.config import PRESETS, Config, apply, validate
 from cartpole_jax.network import make_network
 from cartpole_jax.run import Program, batch_hyperparams, batching_mode, over_runs, pick_devices, run
@@ -77,9 +77,16 @@ def synthetic_batches(num: int, batch_size: int, n_step: int = 1, seed: int = 0)
     )
 
 
-def update_only(cfg: Config, num_seeds: int, num_updates: int, batching: str = "auto"):
-    """(compiled fn, args, compile seconds): `num_updates` learner updates per seed in a scan, nothing else."""
-    network = make_network(cfg)
+def update_only(cfg: Config, num_seeds: int, num_updates: int, batching: str = "auto", thin_as_sums: bool | None = None,
+                jit_options: dict | None = None):
+    """(compiled fn, args, compile seconds): `num_updates` learner updates per seed in a scan, nothing else.
+
+    Kernels as the trainer picks them for the platform (cartpole_jax/kernels.py) unless both are given.
+    """
+    backend = pick_devices(None)[0].platform
+    if thin_as_sums is None:
+        thin_as_sums, jit_options = kernels.thin_as_sums(backend), kernels.jit_options(backend)
+    network = make_network(cfg, thin_as_sums)
     obs_example = jnp.zeros((cp_env.OBS_SIZE,), jnp.float32)
 
     def one_seed(key, hp, batches):
@@ -91,7 +98,7 @@ def update_only(cfg: Config, num_seeds: int, num_updates: int, batching: str = "
         return state.params, jnp.sum(losses)
 
     mode = batching_mode(batching, pick_devices(None))
-    fn = jax.jit(over_runs(one_seed, mode))
+    fn = jax.jit(over_runs(one_seed, mode), **(jit_options or {}))
     keys = jax.vmap(jax.random.key)(jnp.arange(num_seeds, dtype=jnp.uint32))
     hps = jax.tree.map(jnp.asarray, batch_hyperparams(cfg, [{}] * num_seeds))
     args = (keys, hps, synthetic_batches(num_updates, cfg.batch_size, cfg.n_step))

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from . import kernels
 from .config import SOLVED_RETURN, Config, ConfigError, HyperParams, apply
 from .errors import NonFiniteError
 from .train import make_trainer
@@ -203,13 +204,16 @@ class Program:
         mesh = Mesh(np.array(devices), ("runs",))
         runs, shared = PartitionSpec("runs"), PartitionSpec()
         self.runs_sharding = NamedSharding(mesh, runs)
-        trainer = make_trainer(cfg)
+        backend = devices[0].platform
+        trainer = make_trainer(cfg, thin_as_sums=kernels.thin_as_sums(backend))
         init = over_runs(lambda key, hp: trainer.init(key, hp), self.batching)
         chunk = over_runs(trainer.run_chunk, self.batching)
-        self._init = jax.jit(jax.shard_map(init, mesh=mesh, in_specs=(runs, runs), out_specs=runs, check_vma=False))
+        options = kernels.jit_options(backend)
+        self._init = jax.jit(jax.shard_map(init, mesh=mesh, in_specs=(runs, runs), out_specs=runs, check_vma=False), **options)
         self._chunk = jax.jit(
             jax.shard_map(chunk, mesh=mesh, in_specs=(runs, runs, shared), out_specs=runs, check_vma=False),
             donate_argnums=0,
+            **options,
         )
         self.compile_seconds = 0.0
         self.compiled = False

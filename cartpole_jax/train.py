@@ -35,8 +35,9 @@ class Trainer(NamedTuple):
     config: Config
 
 
-def make_trainer(cfg: Config) -> Trainer:
-    network = make_network(cfg)
+def make_trainer(cfg: Config, *, thin_as_sums: bool = False) -> Trainer:
+    """thin_as_sums: see network.QNetwork; fast on CPU when compiled with kernels.jit_options("cpu")."""
+    network = make_network(cfg, thin_as_sums)
     n, num_steps = cfg.num_envs, cfg.num_vector_steps
     obs_example = jnp.zeros((env.OBS_SIZE,), jnp.float32)
 
@@ -144,13 +145,15 @@ def make_trainer(cfg: Config) -> Trainer:
     return Trainer(init, run_chunk, cfg)
 
 
-def make_train(cfg: Config, hp: HyperParams | None = None) -> Callable:
+def make_train(cfg: Config, hp: HyperParams | None = None, *, thin_as_sums: bool = False) -> Callable:
     """The whole run as one pure function `train(key) -> RunState` (hp defaults to cfg's values).
 
     With `hp` left out, `train(key, hp)` also accepts hyperparameters explicitly, so
-    `jax.vmap(train)(keys, batched_hp)` sweeps vmappable fields in one program.
+    `jax.vmap(train)(keys, batched_hp)` sweeps vmappable fields in one program. On CPU,
+    `jax.jit(make_train(cfg, thin_as_sums=True), **kernels.jit_options("cpu"))` is what the CLI
+    compiles: ~1.3x faster, other bits.
     """
-    trainer = make_trainer(cfg)
+    trainer = make_trainer(cfg, thin_as_sums=thin_as_sums)
     default_hp = cfg.hyperparams() if hp is None else hp
 
     def train(key, hp: HyperParams = default_hp) -> RunState:

@@ -101,6 +101,19 @@ def test_loop_overhead_times_a_loop_that_never_learns(capsys):
     assert 0 < seconds < 0.01  # per vector step of 10 envs: microseconds, not a whole learning run
 
 
+def test_kernels_benchmark_times_all_four_variants(tmp_path, capsys):
+    from benchmarks import kernels as kernels_bench
+    from cartpole_jax import kernels
+
+    if not kernels.thin_as_sums("cpu"):
+        pytest.skip("this jaxlib's CPU compiler does not take the option")
+    out = tmp_path / "kernels.json"
+    assert kernels_bench.main(["--updates", "20", "--repeats", "2", "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["variant"] for r in rows] == list(kernels_bench.VARIANTS)
+    assert all(0 < r["min_us"] <= r["median_us"] for r in rows) and rows[0]["speedup_vs_matmuls"] == 1.0
+
+
 def test_reliability_record_counts_by_hand():
     import numpy as np
 
