@@ -9,8 +9,9 @@ appends one JSON line to DIR/sweep.jsonl as soon as its group finishes: runs sol
 solved, median first solve, the solved fraction at every eval, and a histogram of final returns.
 Matmuls run at full fp32 precision (no TF32), as on CPU. benchmarks/results/tuning/ holds the sweeps
 that chose the default preset, run this way on an H200 and on CPU. The GPU sweeps ran when the
-default used 3-step returns and batch 128; they now run with 5-step returns and batch 64, as do the
-CPU sweeps before b64 (give n_step=3 or batch_size=128 to redo them).
+default used 3-step returns and batch 128; they now run with the default's 5-step returns, batch 32
+and Adam at 2e-2, as do the CPU sweeps that leave those unset (give n_step=3, batch_size=128 or
+learning_rate=0.015 to redo them as they ran).
 """
 
 from __future__ import annotations
@@ -77,8 +78,16 @@ SWEEPS: dict[str, list[tuple[str, list[str], dict[str, list[float]]]]] = {
     # b128 is the batch-128 default of that time on the same seeds as b64
     "b64": [("b64", ["batch_size=64"], {LR: [1.5e-2, 1e-2]})],
     "b64-lr15": [("b64", ["batch_size=64"], {LR: [1.5e-2]})],
-    "b128": [("b128", ["batch_size=128"], {})],
+    "b128": [("b128", ["batch_size=128", "learning_rate=0.015"], {})],
     "h64": [("h64", ["hidden_sizes=[64]"], {LR: [1.5e-2]})],
+    # fewer FLOPs per env step at the same replay ratio: half the batch, or one update of twice the batch
+    "b32": [("b32", ["batch_size=32"], {LR: [1.5e-2, 1e-2]})],
+    "b32-lr": [("b32", ["batch_size=32"], {LR: [2e-2, 2.5e-2]})],
+    "b32-pick": [("b32 lr2e-2", ["batch_size=32", "learning_rate=0.02"], {})],
+    # the default as it stands (on CPU: thin layers as sums, see cartpole_jax/kernels.py); b64 as it was before b32
+    "default": [("default", [], {})],
+    "b64-before-b32": [("b64 lr1.5e-2", ["batch_size=64", "learning_rate=0.015"], {})],
+    "te4-b128": [("te4 b128", ["train_every=4", "batch_size=128"], {LR: [1.5e-2, 2e-2]})],
 }
 SMOKE = ["total_env_steps=1000", "learning_starts=200", "eval_every=500", "eval_episodes=2"]
 
