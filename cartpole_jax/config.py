@@ -200,8 +200,9 @@ class HyperParams:
 # hidden layer (cheaper still) ended solved on only 111 of those 128. Fifth, batch 32 with Adam at
 # 2e-2: on seeds 7000-7511 it ends solved on 504 of 512 (98.4%) where batch 64 at 1.5e-2 ends solved
 # on 505 (both with CPU's thin-layer sums, kernels.py), and 512 runs train in 277 s instead of
-# 391 s; the median first solve moves from 8k to 10k env steps. At batch 32, Adam at 1e-2 lost 8 of
-# 128 seeds (1.5e-2: 2, 2.5e-2: 2); the same samples as one update of 128 per 4 env steps lost 10.
+# 391 s; the median first solve moves from 8k to 10k env steps. At batch 32, Adam at 1e-2 lost 10 of
+# 128 seeds (1.5e-2: 2, 2e-2: 1, 2.5e-2: 2); the same samples as one update of 128 per 4 env steps
+# lost 10-11.
 # The learning rate decays linearly to 0 so late updates are small; the epsilon floor is 0.05.
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
