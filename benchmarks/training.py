@@ -83,9 +83,9 @@ def update_only(cfg: Config, num_seeds: int, num_updates: int, batching: str = "
 
     Kernels as the trainer picks them for the platform (cartpole_jax/kernels.py) unless both are given.
     """
-    backend = pick_devices(None)[0].platform
+    devices = pick_devices(None)
     if thin_as_sums is None:
-        thin_as_sums, jit_options = kernels.thin_as_sums(backend), kernels.jit_options(backend)
+        thin_as_sums, jit_options = kernels.thin_as_sums(devices[0].platform), kernels.jit_options(devices[0].platform)
     network = make_network(cfg, thin_as_sums)
     obs_example = jnp.zeros((cp_env.OBS_SIZE,), jnp.float32)
 
@@ -97,7 +97,7 @@ def update_only(cfg: Config, num_seeds: int, num_updates: int, batching: str = "
         state, losses = jax.lax.scan(body, state, batches)
         return state.params, jnp.sum(losses)
 
-    mode = batching_mode(batching, pick_devices(None))
+    mode = batching_mode(batching, devices)
     fn = jax.jit(over_runs(one_seed, mode), **(jit_options or {}))
     keys = jax.vmap(jax.random.key)(jnp.arange(num_seeds, dtype=jnp.uint32))
     hps = jax.tree.map(jnp.asarray, batch_hyperparams(cfg, [{}] * num_seeds))
