@@ -202,8 +202,8 @@ class HyperParams:
 # on 505 (both with CPU's thin-layer sums, kernels.py), and 512 runs train in 277 s instead of
 # 391 s; the median first solve moves from 8k to 10k env steps. At batch 32, Adam at 1e-2 lost 10 of
 # 128 seeds (1.5e-2: 2, 2e-2: 1, 2.5e-2: 2); the same samples as one update of 128 per 4 env steps
-# lost 10-11.
-# The learning rate decays linearly to 0 so late updates are small; the epsilon floor is 0.05.
+# lost 10-11. The learning rate decays linearly to 0 so late updates are small; the epsilon floor
+# is 0.05.
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     # The classic Keras tutorial, reproduced field by field.
