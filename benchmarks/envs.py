@@ -13,7 +13,7 @@ from collections.abc import Callable
 import jax
 import numpy as np
 
-from cartpole_jax import env as cp_env
+from cartpole_jax.core import env as cp_env
 
 from .timing import calls_for, record, seconds
 

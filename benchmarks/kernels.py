@@ -4,7 +4,7 @@
 
 Times `--updates` gradient steps of the preset, one seed, on synthetic replay batches, for the four
 combinations of network kernels (matmuls or sums, cartpole_jax/network.py) and compile options
-(XLA's defaults or cartpole_jax.kernels.ONLY_DOTS). The variants take turns, so a machine whose speed
+(XLA's defaults or cartpole_jax.core.kernels.ONLY_DOTS). The variants take turns, so a machine whose speed
 drifts slows them alike; the minimum over repeats is the least disturbed. Pin it to one core.
 """
 
@@ -40,19 +40,20 @@ def main(argv: list[str] | None = None) -> int:
 
     from benchmarks.timing import machine
     from benchmarks.training import update_only
-    from cartpole_jax import kernels
     from cartpole_jax.config import resolve
+    from cartpole_jax.core import kernels
 
     if jax.default_backend() != "cpu":  # update_only compiles for the default backend, where ONLY_DOTS means nothing
         print("kernels.py measures the CPU compiler; this machine's default backend is", jax.default_backend())
         return 1
-    if not kernels.thin_as_sums("cpu"):
+    if not kernels.for_platform("cpu").thin_as_sums:
         print("this jaxlib's CPU compiler does not take kernels.ONLY_DOTS: nothing to compare")
         return 1
     _, cfg = resolve(args.preset, None, [])
     compiled = {}
     for name, (sums, only_dots) in VARIANTS.items():
-        fn, fn_args, _ = update_only(cfg, 1, args.updates, thin_as_sums=sums, jit_options=kernels.jit_options("cpu") if only_dots else {})
+        options = kernels.Kernels(True).jit_options() if only_dots else {}
+        fn, fn_args, _ = update_only(cfg, 1, args.updates, chosen=kernels.Kernels(sums), jit_options=options)
         jax.block_until_ready(fn(*fn_args))
         compiled[name] = (fn, fn_args)
     micros: dict[str, list[float]] = {name: [] for name in VARIANTS}

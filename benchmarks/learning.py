@@ -25,7 +25,8 @@ from cartpole_jax.host import use_cpu_cores
 
 use_cpu_cores()  # as `cartpole-jax train` does: seeds spread over every core
 from cartpole_jax.config import SOLVED_RETURN, resolve  # noqa: E402
-from cartpole_jax.run import device_description, train_seeds  # noqa: E402
+from cartpole_jax.driver import train_seeds  # noqa: E402
+from cartpole_jax.program import device_description  # noqa: E402
 
 
 def measure(preset: str, seeds: int, sets: list[str]) -> dict:

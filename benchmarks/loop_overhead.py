@@ -22,14 +22,14 @@ def loop_without_updates(preset: str) -> float:
     """Seconds per vector step of the preset's loop when no gradient step is ever due."""
     from benchmarks.training import clear_compiled
     from cartpole_jax.config import resolve
-    from cartpole_jax.run import run
+    from cartpole_jax.driver import train_runs
 
     _, base = resolve(preset, None, [])
     steps = 20_000 * base.num_envs
     sets = [f"total_env_steps={steps}", f"learning_starts={steps - base.num_envs}", f"eval_every={steps}", "eval_episodes=1",
             "num_chunks=1", "checkpoint_every=0"]
     _, cfg = resolve(preset, None, sets)
-    result = run(cfg, [0], devices=1)
+    result = train_runs(cfg, [0], devices=1)
     clear_compiled()
     return result.train_seconds / cfg.num_vector_steps
 

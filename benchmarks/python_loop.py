@@ -10,10 +10,10 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from cartpole_jax import actor, learner, schedule
 from cartpole_jax.config import Config
-from cartpole_jax.network import make_network
-from cartpole_jax.types import Transition
+from cartpole_jax.core import actor, learner, schedule
+from cartpole_jax.core.network import make_network
+from cartpole_jax.core.types import Transition
 
 from .envs import make_gymnasium
 from .timing import record, seconds

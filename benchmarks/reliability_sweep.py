@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     jax.config.update("jax_default_matmul_precision", "highest")
     from benchmarks.training import clear_compiled
     from cartpole_jax.config import resolve
-    from cartpole_jax.run import run
+    from cartpole_jax.driver import train_runs
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         sets = ["num_chunks=1", "checkpoint_every=0", *static, *(SMOKE if args.smoke else [])]
         _, cfg = resolve("default", None, sets)
         points = [dict(zip(axes, v, strict=True)) for v in itertools.product(*axes.values())]
-        result = run(cfg, seeds * len(points), [pt for pt in points for _ in seeds])
+        result = train_runs(cfg, seeds * len(points), [pt for pt in points for _ in seeds])
         runs, evals = result.summary()["runs"], np.asarray(result.metrics[:, :, 1])
         for i, pt in enumerate(points):
             part = slice(i * len(seeds), (i + 1) * len(seeds))

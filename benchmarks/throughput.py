@@ -58,7 +58,7 @@ METHOD = {
            "`calls_per_repeat` times per repeat, observations carried. gymnasium: env.step in a Python loop with NumPy "
            "random actions.",
     "train": "The preset unchanged except num_chunks (one chunk = `chunk_env_steps_per_seed` env steps per seed), run "
-             "through cartpole_jax.run.run; the chunks up to learning_starts plus one are warm-up, each following "
+             "through cartpole_jax.driver.train_runs; the chunks up to learning_starts plus one are warm-up, each following "
              "chunk is one repeat, and the run stops after them. Steps/s count all seeds.",
     "update_bound": "learner.make_update with the preset's network, optimizer and batch size, in a lax.scan over "
                     "pre-generated synthetic batches, as many gradient steps per seed as one timed training chunk; "

@@ -2,7 +2,7 @@
 
 Timing a whole 500k-step run per size would take too long, so each preset keeps every field except
 `num_chunks`, which is set so one compiled chunk holds `chunk_env_steps` env steps per seed. The run
-goes through `run.run` as a user's would: the chunks up to the end of `learning_starts` (plus one)
+goes through `driver.train_runs` as a user's would: the chunks up to the end of `learning_starts` (plus one)
 are warm-up, then each of the next `repeats` chunks is one timed repeat, and the run stops there.
 """
 
@@ -14,12 +14,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cartpole_jax import env as cp_env
-from cartpole_jax import kernels, learner, schedule
 from cartpole_jax.config import PRESETS, Config, apply, validate
-from cartpole_jax.network import make_network
-from cartpole_jax.run import Program, batch_hyperparams, batching_mode, over_runs, pick_devices, run
-from cartpole_jax.types import Transition
+from cartpole_jax.core import env as cp_env
+from cartpole_jax.core import kernels, learner, schedule
+from cartpole_jax.core.network import make_network
+from cartpole_jax.core.types import Transition
+from cartpole_jax.driver import train_runs
+from cartpole_jax.program import Program, batch_hyperparams, batching_mode, over_runs, pick_devices
 
 from .timing import record, seconds
 
@@ -52,7 +53,7 @@ def bench_train(preset: str, num_seeds: int, chunk_env_steps: int, repeats: int 
     if warm + repeats > cfg.num_chunks:
         raise ValueError(f"{preset}: {warm} warm-up + {repeats} timed chunks exceed the run's {cfg.num_chunks} chunks")
     ends: list[float] = []
-    result = run(cfg, list(range(num_seeds)), preset=preset, batching=batching,
+    result = train_runs(cfg, list(range(num_seeds)), preset=preset, batching=batching,
                  progress=lambda p: ends.append(p.elapsed), after_chunk=lambda done, _s, _p: done < warm + repeats)
     chunk_seconds = np.diff([0.0, *ends])
     steps = len(_chunk_steps(cfg, warm)) * cfg.num_envs * num_seeds
@@ -77,16 +78,17 @@ def synthetic_batches(num: int, batch_size: int, n_step: int = 1, seed: int = 0)
     )
 
 
-def update_only(cfg: Config, num_seeds: int, num_updates: int, batching: str = "auto", thin_as_sums: bool | None = None,
+def update_only(cfg: Config, num_seeds: int, num_updates: int, batching: str = "auto", chosen: kernels.Kernels | None = None,
                 jit_options: dict | None = None):
     """(compiled fn, args, compile seconds): `num_updates` learner updates per seed in a scan, nothing else.
 
-    Kernels as the trainer picks them for the platform (cartpole_jax/kernels.py) unless both are given.
+    Kernels as the trainer picks them for the platform (cartpole_jax/core/kernels.py) unless given;
+    `jit_options` overrides the compile options that go with them.
     """
     devices = pick_devices(None)
-    if thin_as_sums is None:
-        thin_as_sums, jit_options = kernels.thin_as_sums(devices[0].platform), kernels.jit_options(devices[0].platform)
-    network = make_network(cfg, thin_as_sums)
+    chosen = kernels.for_platform(devices[0].platform) if chosen is None else chosen
+    jit_options = chosen.jit_options() if jit_options is None else jit_options
+    network = make_network(cfg, chosen.thin_as_sums)
     obs_example = jnp.zeros((cp_env.OBS_SIZE,), jnp.float32)
 
     def one_seed(key, hp, batches):
@@ -126,4 +128,4 @@ def bench_update_bound(preset: str, num_seeds: int, chunk_env_steps: int, repeat
 
 def clear_compiled() -> None:
     """Forget cached trainer programs so each size's compile time is measured afresh."""
-    Program._cache.clear()
+    Program.clear_cache()

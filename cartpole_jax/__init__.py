@@ -15,10 +15,10 @@ _LAZY = {
     "HyperParams": "config",
     "PRESETS": "config",
     "resolve": "config",
-    "make_train": "train",
-    "make_trainer": "train",
-    "run": "run",
-    "train_seeds": "run",
+    "make_train": "core.train",
+    "make_trainer": "core.train",
+    "train_runs": "driver",
+    "train_seeds": "driver",
     "load_policy": "policy",
 }
 

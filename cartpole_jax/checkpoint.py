@@ -18,7 +18,10 @@ from typing import Any
 import jax
 import numpy as np
 
-from .config import Config, ConfigError
+from .config import Config
+from .core.train import state_shapes
+from .errors import CheckpointError
+from .program import to_host as gather
 
 FORMAT = "cartpole-jax-checkpoint"
 FORMAT_VERSION = 2  # 2: transitions carry `ended` (n-step returns), configs `n_step`
@@ -63,19 +66,9 @@ def _get(nested: dict, path: tuple[str, ...]):
     return nested
 
 
-def template(cfg: Config, num_runs: int):
-    """ShapeDtypeStructs of the batched RunState that `cfg` builds for `num_runs` runs."""
-    from .train import make_trainer
-
-    one = jax.eval_shape(make_trainer(cfg).init, jax.random.key(0), cfg.hyperparams())
-    return jax.tree.map(lambda s: jax.ShapeDtypeStruct((num_runs, *s.shape), s.dtype), one)
-
-
 def to_host(state, num_runs: int) -> tuple[list[tuple[str, ...]], list[np.ndarray]]:
     """(leaf paths, leaves of the first num_runs runs as fresh numpy copies): the next chunk donates `state`."""
     paths, leaves, _ = _flatten(state)
-    from .run import to_host as gather
-
     leaves = gather([jax.random.key_data(x) if _is_key(x) else x for x in leaves])
     return paths, [np.array(x[:num_runs]) for x in leaves]
 
@@ -175,26 +168,26 @@ def _step(path: Path) -> int | None:
 def restore(run_dir: str | Path, cfg: Config, step: int | None = None) -> tuple[Any, int, dict]:
     """(batched RunState on the host, PRNG keys typed again; chunks_done; meta) of the latest (or given) checkpoint.
 
-    Refuses with a one-line ConfigError anything that is not a complete, intact checkpoint of a
+    Refuses with a one-line CheckpointError anything that is not a complete, intact checkpoint of a
     run with config `cfg`; reads only, so a refusal leaves the run directory as it was.
     """
     available = steps(run_dir)
     if not available:
-        raise ConfigError(f"{run_dir}: no checkpoints in {directory(run_dir)} (nothing to resume)")
+        raise CheckpointError(f"{run_dir}: no checkpoints in {directory(run_dir)} (nothing to resume)")
     step = available[-1] if step is None else step
     where = directory(run_dir) / str(step)
     meta = _read_meta(run_dir, step, where)
-    shapes = template(cfg, len(meta["seeds"]))
+    shapes = state_shapes(cfg, len(meta["seeds"]))
     paths, targets, treedef = _flatten(shapes)
     stored = _stored_shapes(run_dir, step, where)
     for path, target in zip(paths, targets, strict=True):
         _check_leaf(where, path, target, stored)
     if meta.get("config") != cfg.to_dict():
         changed = sorted(k for k, v in cfg.to_dict().items() if meta.get("config", {}).get(k) != v)
-        raise ConfigError(f"{where}: checkpoint was made with a different config ({', '.join(changed)} differ from config.json)")
+        raise CheckpointError(f"{where}: checkpoint was made with a different config ({', '.join(changed)} differ from config.json)")
     leaves = _read_state(run_dir, step, where, paths, targets)
     if digest(leaves) != meta.get("sha256"):
-        raise ConfigError(f"{where}: checkpoint is corrupt (its arrays do not match the checksum it was saved with)")
+        raise CheckpointError(f"{where}: checkpoint is corrupt (its arrays do not match the checksum it was saved with)")
     leaves = [jax.random.wrap_key_data(x) if _is_key(t) else x for x, t in zip(leaves, targets, strict=True)]
     return jax.tree_util.tree_unflatten(treedef, leaves), int(meta["chunks_done"]), meta
 
@@ -203,27 +196,27 @@ def _read_meta(run_dir, step: int, where: Path) -> dict:
     import orbax.checkpoint as ocp
 
     if not (where / COMMIT_FILE).is_file():  # orbax writes it last, just before the atomic rename
-        raise ConfigError(f"{where}: not a complete cartpole-jax checkpoint (no {COMMIT_FILE})")
+        raise CheckpointError(f"{where}: not a complete cartpole-jax checkpoint (no {COMMIT_FILE})")
     try:
         with _manager(run_dir, read_only=True) as manager:
             meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
     except Exception as err:  # orbax/tensorstore raise many types for a damaged directory
-        raise ConfigError(f"{where}: not a readable cartpole-jax checkpoint ({_why(err)})") from None
+        raise CheckpointError(f"{where}: not a readable cartpole-jax checkpoint ({_why(err)})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ConfigError(f"{where}: not a cartpole-jax checkpoint")
+        raise CheckpointError(f"{where}: not a cartpole-jax checkpoint")
     version = meta.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise ConfigError(
+        raise CheckpointError(
             f"{where}: checkpoint format {version!r} is newer than this cartpole-jax "
             f"({meta.get('version')} wrote it; this reads format {FORMAT_VERSION}); upgrade cartpole-jax to resume it"
         )
     if version < FORMAT_VERSION:
-        raise ConfigError(
+        raise CheckpointError(
             f"{where}: checkpoint format {version} comes from an older cartpole-jax ({meta.get('version')}; this "
             f"reads format {FORMAT_VERSION}, whose replay buffer and config hold more); resume it with the version that wrote it"
         )
     if not all(k in meta for k in ("config", "seeds", "grid", "chunks_done", "sha256")) or meta["chunks_done"] != step:
-        raise ConfigError(f"{where}: checkpoint metadata is incomplete")
+        raise CheckpointError(f"{where}: checkpoint metadata is incomplete")
     return meta
 
 
@@ -232,7 +225,7 @@ def _stored_shapes(run_dir, step: int, where: Path) -> dict:
         with _manager(run_dir, read_only=True) as manager:
             return manager.item_metadata(step)["state"].tree
     except Exception as err:
-        raise ConfigError(f"{where}: not a readable cartpole-jax checkpoint ({_why(err)})") from None
+        raise CheckpointError(f"{where}: not a readable cartpole-jax checkpoint ({_why(err)})") from None
 
 
 def _check_leaf(where: Path, path: tuple[str, ...], target, stored: dict) -> None:
@@ -241,9 +234,9 @@ def _check_leaf(where: Path, path: tuple[str, ...], target, stored: dict) -> Non
     try:
         have = _get(stored, path)
     except (KeyError, TypeError):
-        raise ConfigError(f"{where}: checkpoint has no {name}; it does not match the config in config.json") from None
+        raise CheckpointError(f"{where}: checkpoint has no {name}; it does not match the config in config.json") from None
     if tuple(have.shape) != tuple(want.shape) or np.dtype(have.dtype) != np.dtype(want.dtype):
-        raise ConfigError(
+        raise CheckpointError(
             f"{where}: {name} is {np.dtype(have.dtype).name}{list(have.shape)} in the checkpoint but the config "
             f"expects {np.dtype(want.dtype).name}{list(want.shape)}"
         )
@@ -259,10 +252,10 @@ def _read_state(run_dir, step: int, where: Path, paths, targets) -> list[np.ndar
             state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target))).state
         leaves = [np.asarray(_get(state, p)) for p in paths]
     except Exception as err:
-        raise ConfigError(f"{where}: checkpoint is corrupt or unreadable ({_why(err)})") from None
+        raise CheckpointError(f"{where}: checkpoint is corrupt or unreadable ({_why(err)})") from None
     for leaf, want in zip(leaves, host, strict=True):
         if leaf.shape != tuple(want.shape) or leaf.dtype != want.dtype:
-            raise ConfigError(f"{where}: checkpoint is corrupt (an array came back with the wrong shape or dtype)")
+            raise CheckpointError(f"{where}: checkpoint is corrupt (an array came back with the wrong shape or dtype)")
     return leaves
 
 

@@ -1,4 +1,8 @@
-"""`cartpole-jax` command line: parse flags, call library code, turn bad input into one-line errors."""
+"""`cartpole-jax` command line: parse flags, call library code, turn errors into one line and an exit code.
+
+Exit codes: 0 done; 1 a run failed (non-finite loss) or `plan` says it does not fit; 2 bad input, a bad
+checkpoint or policy file; 130 interrupted (a checkpoint is saved and the resume command printed).
+"""
 
 from __future__ import annotations
 
@@ -45,16 +49,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .config import ConfigError
-    from .errors import NonFiniteError
+    from .errors import CheckpointError, NonFiniteError, PolicyError, UsageError, render
     from .host import use_compilation_cache, use_cpu_cores
-    from .policy import PolicyError
 
     use_cpu_cores()  # before any command touches jax: seeds on CPU then spread over all cores
     use_compilation_cache()
     try:
-        return COMMANDS[args.command].run(args)
-    except (ConfigError, PolicyError) as err:
+        return COMMANDS[args.command].main(args)
+    except UsageError as err:  # the library names the argument; the CLI owns the flag
+        return fail(render(err.message, err.param and err.param.replace("_", "-"), prefix="--"))
+    except (CheckpointError, PolicyError) as err:
         return fail(str(err))
     except NonFiniteError as err:
         return fail(str(err), code=1)

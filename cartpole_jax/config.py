@@ -19,8 +19,10 @@ import numpy as np
 import tomllib
 from flax import struct
 
+from .errors import UsageError
 
-class ConfigError(ValueError):
+
+class ConfigError(UsageError):
     """A bad configuration value; its message is one line naming the field and the allowed range."""
 
 
@@ -338,11 +340,11 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def parse_assignment(text: str, flag: str = "--set") -> tuple[str, str]:
+def parse_assignment(text: str, param: str = "set") -> tuple[str, str]:
     key, sep, value = text.partition("=")
     key = key.strip()
     if not sep or not key or not value.strip():
-        raise ConfigError(f"{flag} expects KEY=VALUE; got {text!r}")
+        raise ConfigError(f"expects KEY=VALUE; got {text!r}", param)
     if key not in FIELDS:
         raise _unknown(key)
     return key, value.strip()
@@ -362,13 +364,13 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     try:
         text = path.read_text()
     except FileNotFoundError:
-        raise ConfigError(f"--config {path}: no such file") from None
+        raise ConfigError(f"{path}: no such file", "config") from None
     except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"--config {path}: cannot read it ({err.__class__.__name__})") from None
+        raise ConfigError(f"{path}: cannot read it ({err.__class__.__name__})", "config") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"--config {path}: not valid TOML ({err})") from None
+        raise ConfigError(f"{path}: not valid TOML ({err})", "config") from None
     return data
 
 

@@ -1,6 +1,33 @@
-"""Errors the commands turn into exit codes; kept free of jax so the CLI can import it cheaply."""
+"""Errors by meaning; jax-free, so the CLI and the numpy-only policy module import them cheaply.
+
+The library never names a command-line flag: an error about one argument carries its name in
+`param`, and the CLI (which owns flags and exit codes) renders it as the flag.
+"""
 
 from __future__ import annotations
+
+
+class UsageError(ValueError):
+    """Bad input: a config value, an argument, a path. One line naming what is wrong and what is allowed."""
+
+    def __init__(self, message: str, param: str | None = None):
+        self.message, self.param = message, param
+        super().__init__(render(message, param) if param else message)
+
+
+def render(message: str, param: str | None, prefix: str = "") -> str:
+    """`param message` (or `param: ...` where the message starts with a colon), param prefixed as asked."""
+    if not param:
+        return message
+    return f"{prefix}{param}{'' if message.startswith(':') else ' '}{message}"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, incomplete, corrupt, or made by another config or version."""
+
+
+class PolicyError(ValueError):
+    """policy.npz is missing, foreign or malformed."""
 
 
 class NonFiniteError(RuntimeError):

@@ -1,42 +1,18 @@
-"""Run directories: refuse to clobber, write every file atomically (temp file + rename)."""
+"""Run-directory files: each written atomically (temp file + rename)."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .atomic import replacing
-from .config import ConfigError
+from .core.types import METRIC, METRIC_COLUMNS
 from .policy import save_policy
-from .types import METRIC_COLUMNS
-
-
-def check_out_dir(path: str | Path, force: bool) -> Path:
-    """Refuse a path that is a file, or a non-empty directory without force; create nothing."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise ConfigError(f"--out {path}: exists and is not a directory")
-    if path.is_dir() and any(path.iterdir()) and not force:
-        raise ConfigError(f"--out {path}: directory is not empty (pass --force to overwrite)")
-    return path
-
-
-def prepare_out_dir(path: str | Path, force: bool) -> Path:
-    """Create the run directory; a non-empty one is an error unless force."""
-    path = check_out_dir(path, force)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ConfigError(f"--out {path}: cannot create it ({err.strerror})") from None
-    if not os.access(path, os.W_OK):
-        raise ConfigError(f"--out {path}: not writable")
-    return path
 
 
 def write_atomic(path: str | Path, data: str | bytes) -> None:
@@ -53,9 +29,10 @@ def metrics_csv(metrics: np.ndarray, seeds: list[int], grid: list[dict]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["run", "seed", *keys, *METRIC_COLUMNS])
+    step, rest = METRIC["env_step"], [METRIC[c] for c in METRIC_COLUMNS if c != "env_step"]
     for i, (rows, seed, point) in enumerate(zip(metrics, seeds, grid, strict=False)):
-        for row in rows[~np.isnan(rows[:, 1])]:
-            w.writerow([i, seed, *(point.get(k, "") for k in keys), int(row[0]), *(_cell(x) for x in row[1:])])
+        for row in rows[~np.isnan(rows[:, METRIC["eval_return_mean"]])]:
+            w.writerow([i, seed, *(point.get(k, "") for k in keys), int(row[step]), *(_cell(row[c]) for c in rest)])
     return buf.getvalue()
 
 

@@ -18,7 +18,8 @@ import jax
 import numpy as np
 
 from .config import Config, ConfigError
-from .train import make_trainer
+from .core.train import state_shapes
+from .program import Program, batching_mode, pick_devices
 
 CATEGORIES = ("replay buffer", "params", "target params", "optimizer state", "env states", "metrics", "other")
 HEADROOM = 0.9  # plan to use at most this fraction of a device's memory: allocators fragment
@@ -36,7 +37,7 @@ def nbytes(tree: Any) -> int:
 
 def state_breakdown(cfg: Config) -> dict[str, int]:
     """One run's RunState bytes by category, from shapes alone (nothing is allocated or compiled)."""
-    s = jax.eval_shape(make_trainer(cfg).init, jax.random.key(0), cfg.hyperparams())
+    s = state_shapes(cfg)
     parts = {
         "replay buffer": nbytes(s.buffer),
         "params": nbytes(s.learner.params),
@@ -75,24 +76,6 @@ def peak_bytes(state: int, inputs: int, work: int, r: int, batching: str) -> int
     if batching == "vmap":
         return resident + r * work
     return resident + ((r + 1) * state if r > 1 else 0) + work
-
-
-def compiled_memory(program) -> dict[str, int] | None:
-    """argument/output/alias/temp bytes per device of a compiled run.Program's chunk, if the backend says."""
-    try:
-        m = program._chunk.memory_analysis()
-    except (AttributeError, NotImplementedError, RuntimeError):
-        return None
-    if m is None:
-        return None
-    out = {
-        "arguments": int(m.argument_size_in_bytes),
-        "outputs": int(m.output_size_in_bytes),
-        "aliased": int(m.alias_size_in_bytes),
-        "temp": int(m.temp_size_in_bytes),
-    }
-    out["peak"] = out["arguments"] + out["outputs"] - out["aliased"] + out["temp"]
-    return out
 
 
 def device_capacity(devices: list) -> tuple[int, str]:
@@ -160,8 +143,6 @@ class Plan:
 
 def make_plan(cfg: Config, num_runs: int, devices: list, batching: str = "auto") -> Plan:
     """Plan from shapes only; `attach_compiled` adds the compiled program's own numbers."""
-    from .run import batching_mode
-
     mode = batching_mode(batching, devices)
     per_dev = -(-num_runs // len(devices))
     capacity, source = device_capacity(devices)
@@ -173,16 +154,10 @@ def make_plan(cfg: Config, num_runs: int, devices: list, batching: str = "auto")
 
 
 def attach_compiled(plan: Plan, devices: list) -> Plan:
-    """Compile the real program (run.Program, cached for a later run) and record its memory_analysis."""
-    import jax.numpy as jnp
-
-    from .run import Program, batch_hyperparams
-
+    """Compile the real program (program.Program, cached for a later run) and record its memory analysis."""
     program = Program.get(plan.config, plan.num_runs, devices, plan.batching)
-    keys = program.pad(jax.vmap(jax.random.key)(jnp.arange(plan.num_runs, dtype=jnp.uint32)))
-    hps = program.pad(jax.tree.map(jnp.asarray, batch_hyperparams(plan.config, [{}] * plan.num_runs)))
-    program.compile(*jax.device_put((keys, hps), program.runs_sharding))
-    plan.compiled = compiled_memory(program)
+    program.compile(*program.prepare(plan.config, range(plan.num_runs), [{}] * plan.num_runs))
+    plan.compiled = program.memory_analysis()
     return plan
 
 
@@ -196,7 +171,7 @@ def check_fit(plans: list[Plan]) -> None:
                 f"{p.num_runs} runs will not fit: {p.runs_per_device} run(s) per device need ~{need} "
                 f"({per_run} state per run, {_fmt(p.breakdown['replay buffer'])} of it replay buffer) but a device has "
                 f"{_fmt(p.capacity)} ({p.capacity_source}); at most {p.max_runs_per_device} run(s) per device fit "
-                f"(check with `cartpole-jax plan`; lower buffer_size, --seeds or the grid, or add --devices)"
+                f"(lower buffer_size, the number of seeds or grid points, or use more devices)"
             )
 
 
@@ -227,7 +202,7 @@ def format_plan(plan: Plan, label: str = "") -> str:
             f"({_fmt(c['aliased'])} aliased to arguments), temp {_fmt(c['temp'])}; peak {_fmt(c['peak'])} (estimate {diff:+.1%})"
         )
     elif plan.compiled is False:
-        lines.append("  compiled program: not compiled (it does not fit, or --no-compile)")
+        lines.append("  compiled program: not compiled (it does not fit, or compiling was skipped)")
     else:
         lines.append("  compiled program: this backend reports no memory analysis")
     verdict = "fits" if plan.fits else "DOES NOT FIT"
@@ -240,8 +215,6 @@ def format_plan(plan: Plan, label: str = "") -> str:
 
 def require_fit(cfg: Config, num_runs: int, devices: int | str | None = None, batching: str = "auto") -> Plan:
     """The one call train makes before writing anything: plan from shapes, refuse if it won't fit."""
-    from .run import pick_devices
-
     plan = make_plan(cfg, num_runs, pick_devices(devices, num_runs), batching)
     check_fit([plan])
     return plan

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import replacing
+from .errors import PolicyError
 
 FORMAT = "cartpole-jax-policy/1"
 _ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
@@ -24,10 +25,6 @@ _ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "gelu": lambda x: 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x**3))),
     "silu": lambda x: x / (1.0 + np.exp(-x)),
 }
-
-
-class PolicyError(ValueError):
-    """policy.npz is missing, foreign or malformed."""
 
 
 def save_policy(path: str | Path, params: Sequence, seeds: Sequence[int], config: dict) -> None:
@@ -57,13 +54,13 @@ class Policy:
         self.seed = meta["seed"]
         self._hidden = [(weights[f"hidden_{i}/kernel"], weights[f"hidden_{i}/bias"]) for i in range(meta["hidden_layers"])]
         self._act = _ACTIVATIONS[meta["activation"]]
-        self._weights = weights
+        self.weights = weights  # the validated arrays by flax name, e.g. hidden_0/kernel
 
     def q_values(self, obs) -> np.ndarray:
         x = np.asarray(obs, dtype=np.float32)
         for kernel, bias in self._hidden:
             x = self._act(x @ kernel + bias)
-        w = self._weights
+        w = self.weights
         if not self.meta["dueling"]:
             return x @ w["q/kernel"] + w["q/bias"]
         adv = x @ w["advantage/kernel"] + w["advantage/bias"]

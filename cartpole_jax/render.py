@@ -20,7 +20,7 @@ def episode(policy, seed: int = 0, max_steps: int = 500) -> np.ndarray:
     import jax
     import jax.numpy as jnp
 
-    from . import env
+    from .core import env
 
     advance = jax.jit(env.advance)
     state = env.reset(jax.random.key(seed), 1)[1]

@@ -48,28 +48,28 @@ def split_values(text: str) -> list[str]:
 
 
 def parse_grid(texts: Sequence[str]) -> dict[str, list[Any]]:
-    """`--grid KEY=V1,V2,...` flags to {key: [values]} in flag order; raises ConfigError."""
+    """`KEY=V1,V2,...` texts (the CLI's --grid) to {key: [values]} in order given; raises ConfigError."""
     grid: dict[str, list[Any]] = {}
     for text in texts:
         key, sep, rest = text.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ConfigError(f"--grid expects KEY=V1,V2,...; got {text!r}")
+            raise ConfigError(f"expects KEY=V1,V2,...; got {text!r}", "grid")
         if key not in FIELDS:
             try:
                 apply(Config(), {key: None})  # raises the shared "unknown config key ... (did you mean ...)"
             except ConfigError as err:
-                raise ConfigError(f"--grid: {err}") from None
+                raise ConfigError(f": {err}", "grid") from None
         if key in grid:
-            raise ConfigError(f"--grid {key} given twice; list all its values in one flag: --grid {key}=V1,V2,...")
+            raise ConfigError(f"{key} given twice; list all its values at once: {key}=V1,V2,...", "grid")
         if not rest.strip():
-            raise ConfigError(f"--grid {key}: empty value list (expected {key}=V1,V2,...)")
+            raise ConfigError(f"{key}: empty value list (expected {key}=V1,V2,...)", "grid")
         try:
             items = [v.strip() for v in split_values(rest)]
         except ValueError as err:
-            raise ConfigError(f"--grid {key}: malformed value list {rest!r} ({err})") from None
+            raise ConfigError(f"{key}: malformed value list {rest!r} ({err})", "grid") from None
         if any(not v for v in items):
-            raise ConfigError(f"--grid {key}: empty value in {rest!r}")
+            raise ConfigError(f"{key}: empty value in {rest!r}", "grid")
         grid[key] = [parse_value(v) for v in items]
     return grid
 
@@ -92,11 +92,11 @@ def expand(cfg: Config, grid: dict[str, list[Any]]) -> list[Point]:
         try:
             point_cfg = validate(apply(cfg, raw))
         except ConfigError as err:
-            raise ConfigError(f"--grid point {label}: {err}") from None
+            raise ConfigError(f"point {label}: {err}", "grid") from None
         stored = {k: point_cfg.to_dict()[k] for k in grid}
         ident = json.dumps(stored, sort_keys=True)
         if ident in seen:
-            raise ConfigError(f"--grid point {label} appears twice (a value is listed twice)")
+            raise ConfigError(f"point {label} appears twice (a value is listed twice)", "grid")
         seen.add(ident)
         points.append(Point(stored, point_cfg))
     return points
@@ -202,13 +202,13 @@ def run_sweep(
     progress: Callable[[int, Group], Callable | None] | None = None,
 ) -> SweepResult:
     """Train every (grid point, seed); `progress(i, group)` may return a per-chunk callback for program i."""
-    from .run import run
+    from .driver import train_runs
 
     run_grid, run_seeds, groups = plan_runs(cfg, grid, seeds)
     results, compiled = [], 0
     for i, group in enumerate(groups):
         callback = progress(i, group) if progress else None
-        res = run(
+        res = train_runs(
             group.config, [run_seeds[k] for k in group.runs], [run_grid[k] for k in group.runs],
             preset=preset, devices=devices, batching=batching, progress=callback,
         )

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cartpole_jax import actor
+from cartpole_jax.core import actor
 
 N = 60_000
 Q = jnp.tile(jnp.array([[0.0, 2.0, 1.0]]), (N, 1))  # greedy action 1 everywhere

@@ -103,9 +103,9 @@ def test_loop_overhead_times_a_loop_that_never_learns(capsys):
 
 def test_kernels_benchmark_times_all_four_variants(tmp_path, capsys):
     from benchmarks import kernels as kernels_bench
-    from cartpole_jax import kernels
+    from cartpole_jax.core import kernels
 
-    if not kernels.thin_as_sums("cpu"):
+    if not kernels.for_platform("cpu").thin_as_sums:
         pytest.skip("this jaxlib's CPU compiler does not take the option")
     out = tmp_path / "kernels.json"
     assert kernels_bench.main(["--updates", "20", "--repeats", "2", "--out", str(out)]) == 0

@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from cartpole_jax import buffer
-from cartpole_jax.types import Transition
+from cartpole_jax.core import buffer
+from cartpole_jax.core.types import Transition
 
 _add = jax.jit(buffer.add)
 _sample = jax.jit(buffer.sample, static_argnums=2)

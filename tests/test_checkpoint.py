@@ -15,8 +15,9 @@ import pytest
 from cartpole_jax import checkpoint
 from cartpole_jax.cli import main
 from cartpole_jax.config import Config
+from cartpole_jax.driver import train_runs
 from cartpole_jax.outputs import write_json
-from cartpole_jax.run import params_sha256, run
+from cartpole_jax.results import params_sha256
 
 CFG = Config(
     total_env_steps=1_200, num_envs=2, buffer_size=500, batch_size=32, learning_starts=200,
@@ -41,7 +42,7 @@ def trained(tmp_path_factory):
         checkpoint.save(out, copies[done], done, meta, CFG.keep_checkpoints)
         return True
 
-    return out, copies, run(CFG, SEEDS, after_chunk=after_chunk)
+    return out, copies, train_runs(CFG, SEEDS, after_chunk=after_chunk)
 
 
 def test_default_config_checkpoints_a_few_times():
@@ -74,7 +75,7 @@ def test_resume_from_an_older_checkpoint_ends_bit_identical(trained):
     state, done, _ = checkpoint.restore(out, CFG, step=2)
     paths, leaves = checkpoint.to_host(state, len(SEEDS))
     assert paths == copies[2][0] and all(np.array_equal(a, b, equal_nan=True) for a, b in zip(leaves, copies[2][1], strict=True))
-    resumed = run(CFG, SEEDS, resume=(state, done))
+    resumed = train_runs(CFG, SEEDS, resume=(state, done))
     assert [params_sha256(p) for p in resumed.params] == [params_sha256(p) for p in result.params]
     assert np.array_equal(resumed.metrics, result.metrics, equal_nan=True)
 

@@ -12,9 +12,12 @@ import numpy as np
 import pytest
 from jax import monitoring
 
-from cartpole_jax import actor, run
 from cartpole_jax.config import Config
-from cartpole_jax.run import Program, params_sha256
+from cartpole_jax.core import actor
+from cartpole_jax.core.types import METRIC
+from cartpole_jax.driver import train_runs
+from cartpole_jax.program import Program, pick_devices
+from cartpole_jax.results import params_sha256
 
 BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"
 # a static config of its own, so that no other test in this process has compiled it already
@@ -51,7 +54,7 @@ def test_the_counter_sees_compilations():
 
 
 def run_counting_compilations(cfg, seeds):
-    """run.run(cfg, seeds), recording XLA compilations inside Program.compile, inside each chunk call, and elsewhere."""
+    """train_runs(cfg, seeds), recording XLA compilations inside Program.compile, inside each chunk call, and elsewhere."""
     phase = {"name": "outside"}
     counts: dict[str, list[str]] = {"outside": [], "compile": [], "chunk": []}
     chunk_calls = []
@@ -81,7 +84,7 @@ def run_counting_compilations(cfg, seeds):
         mp.setattr(Program, "chunk", chunk)
         monitoring.register_event_duration_secs_listener(listener)
         try:
-            result = run.run(cfg, seeds)
+            result = train_runs(cfg, seeds)
         finally:
             monitoring.unregister_event_duration_listener(listener)
     return result, counts, chunk_calls
@@ -98,7 +101,7 @@ def test_one_compilation_whatever_num_chunks_and_none_for_vmappable_changes():
     assert result.compile_seconds > 0 and result.chunks_done == CFG.num_chunks
 
     # a second run that differs only in vmappable values reuses the compiled program and compiles nothing
-    devices = run.pick_devices(None)
+    devices = pick_devices(None)
     program = Program.get(CFG, len(SEEDS), devices)
     changed = CFG.replace(learning_rate=3e-3, gamma=0.9, tau=0.5, eps_end=0.1, failure_reward=-1.0)
     assert Program.get(changed, len(SEEDS), devices) is program
@@ -108,12 +111,12 @@ def test_one_compilation_whatever_num_chunks_and_none_for_vmappable_changes():
     # the new values really reached the program: the runs changed
     assert all(params_sha256(a) != params_sha256(b) for a, b in zip(result.params, again.params, strict=True))
     eps = float(actor.epsilon(changed, changed.hyperparams(), 1_200))
-    np.testing.assert_allclose(again.metrics[:, -1, 5], eps, rtol=1e-6)  # the epsilon column follows the new eps_end
-    assert not np.allclose(result.metrics[:, -1, 5], eps)
+    np.testing.assert_allclose(again.metrics[:, -1, METRIC["epsilon"]], eps, rtol=1e-6)  # the epsilon column follows the new eps_end
+    assert not np.allclose(result.metrics[:, -1, METRIC["epsilon"]], eps)
 
 
 def test_static_changes_get_their_own_program():
-    devices = run.pick_devices(None)
+    devices = pick_devices(None)
     base = Program.get(CFG, len(SEEDS), devices)
     for change in ({"num_envs": 4}, {"hidden_sizes": (8,)}, {"num_chunks": 2}, {"double_dqn": False}):
         assert Program.get(CFG.replace(**change), len(SEEDS), devices) is not base, change

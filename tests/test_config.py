@@ -12,9 +12,10 @@ import numpy as np
 import optax
 import pytest
 
-from cartpole_jax import actor, config, learner
+from cartpole_jax import config
 from cartpole_jax.config import FIELDS, PRESETS, STATIC_FIELDS, VMAP_FIELDS, Config, ConfigError, HyperParams, Rule, resolve, validate
-from cartpole_jax.network import make_network
+from cartpole_jax.core import actor, learner
+from cartpole_jax.core.network import make_network
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 NUMERIC = [n for n, f in FIELDS.items() if f.metadata["rule"].kind in (int, float)]
@@ -184,7 +185,7 @@ def test_parse_value_is_toml_with_bare_strings(text, value):
 
 @pytest.mark.parametrize("text", ["gamma", "gamma=", "=0.9", " = ", "gamma=  "])
 def test_malformed_set(text):
-    with pytest.raises(ConfigError, match=r"^--set expects KEY=VALUE; got"):
+    with pytest.raises(ConfigError, match=r"^set expects KEY=VALUE; got"):
         config.parse_assignment(text)
 
 
@@ -212,9 +213,9 @@ def test_toml_file_preset_and_precedence(tmp_path):
 @pytest.mark.parametrize(
     ("content", "pattern"),
     [
-        (None, r"^--config .*missing\.toml: no such file$"),
-        ("gamma = \n", r"^--config .*\.toml: not valid TOML"),
-        (b"gamma = 0.5\n\xff\xfe\n", r"^--config .*\.toml: cannot read it \(UnicodeDecodeError\)$"),
+        (None, r"^config .*missing\.toml: no such file$"),
+        ("gamma = \n", r"^config .*\.toml: not valid TOML"),
+        (b"gamma = 0.5\n\xff\xfe\n", r"^config .*\.toml: cannot read it \(UnicodeDecodeError\)$"),
         ("gama = 0.5\n", r"^unknown config key 'gama' \(did you mean 'gamma'\?\)$"),
         ("[table]\ngamma = 0.5\n", r"^unknown config key 'table'"),
         ('preset = "seed-tutorail"\n', r"^preset must be one of .*; got 'seed-tutorail' \(did you mean 'seed-tutorial'\?\)$"),
@@ -232,7 +233,7 @@ def test_bad_toml_files(tmp_path, content, pattern):
 
 
 def test_config_dir_is_not_a_file(tmp_path):
-    with pytest.raises(ConfigError, match=r"^--config .*: cannot read it"):
+    with pytest.raises(ConfigError, match=r"^config .*: cannot read it"):
         resolve(None, tmp_path)
 
 

@@ -7,11 +7,12 @@ import sys
 import jax
 import numpy as np
 
-from cartpole_jax import actor
 from cartpole_jax.config import Config
+from cartpole_jax.core import actor
+from cartpole_jax.core.train import make_train
+from cartpole_jax.driver import train_seeds
 from cartpole_jax.outputs import metrics_csv
-from cartpole_jax.run import params_sha256, train_seeds
-from cartpole_jax.train import make_train
+from cartpole_jax.results import params_sha256
 
 CFG = Config(
     total_env_steps=1_200, num_envs=2, buffer_size=500, batch_size=32, learning_starts=200, hidden_sizes=(16, 16),
@@ -85,7 +86,7 @@ def test_make_train_under_users_own_jit_vmap():
 
 def test_the_buffer_a_run_fills_follows_each_env_step_by_step():
     """What n-step returns rely on: the item num_envs slots after another is the same env's next step."""
-    from cartpole_jax.train import make_trainer
+    from cartpole_jax.core.train import make_trainer
 
     cfg = CFG.replace(num_envs=3, buffer_size=301, total_env_steps=900, learning_starts=600, num_chunks=1)
     trainer = make_trainer(cfg)

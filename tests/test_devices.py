@@ -104,7 +104,7 @@ CORES_SCRIPT = textwrap.dedent(
     from cartpole_jax.host import use_cpu_cores
 
     first = use_cpu_cores()  # before anything that may touch jax (importing the trainer can)
-    from cartpole_jax.run import pick_devices
+    from cartpole_jax.program import pick_devices
     jax.numpy.zeros(1).block_until_ready()  # the backend now exists: a second call must leave it alone
     print(json.dumps(dict(first=first, second=use_cpu_cores(), cores=len(os.sched_getaffinity(0)),
                           devices=len(jax.devices()), one=len(pick_devices(None, 1)), many=len(pick_devices(None, 10**6)),

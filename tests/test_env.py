@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from gymnax.environments.classic_control.cartpole import CartPole, EnvState
 
-from cartpole_jax import env
+from cartpole_jax.core import env
 
 NUM_ENVS = 4
 VECTOR_STEPS = 1_500  # 6,000 env steps: dozens of episodes, several of them cut at 500
@@ -152,7 +152,7 @@ def test_importing_the_env_leaves_gymnax_whole():
     import sys
 
     code = (
-        "import sys; import cartpole_jax.env as e\n"
+        "import sys; import cartpole_jax.core.env as e\n"
         "assert not [m for m in sys.modules if m.startswith('gymnax')]\n"
         "import gymnax; env, params = gymnax.make('CartPole-v1')\n"
         "import dataclasses; assert 'Pong-misc' in gymnax.registered_envs\n"

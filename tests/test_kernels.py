@@ -5,26 +5,27 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cartpole_jax import kernels
 from cartpole_jax.config import Config
-from cartpole_jax.network import make_network
+from cartpole_jax.core import kernels
+from cartpole_jax.core.network import make_network
 
 
 @pytest.mark.parametrize("platform", ["gpu", "cuda", "rocm", "tpu"])
 def test_accelerators_keep_plain_matmuls_and_default_options(platform):
-    assert not kernels.thin_as_sums(platform)
-    assert kernels.jit_options(platform) == {}
+    assert kernels.for_platform(platform) == kernels.PLAIN
+    assert kernels.for_platform(platform).jit_options() == {}
 
 
 def test_cpu_options_compile_and_give_the_network_s_values():
-    if not kernels.thin_as_sums("cpu"):
+    cpu = kernels.for_platform("cpu")
+    if not cpu.thin_as_sums:
         pytest.skip("this jaxlib's CPU compiler does not take the option")
-    assert kernels.jit_options("cpu") == {"compiler_options": kernels.ONLY_DOTS}
+    assert cpu.jit_options() == {"compiler_options": kernels.ONLY_DOTS}
     cfg = Config()
     sums = make_network(cfg, thin_as_sums=True)
     params = sums.init(jax.random.key(0), jnp.zeros(4))
     obs = jax.random.normal(jax.random.key(1), (64, 4))
-    fast = jax.jit(sums.apply, **kernels.jit_options("cpu"))(params, obs)
+    fast = jax.jit(sums.apply, **cpu.jit_options())(params, obs)
     np.testing.assert_allclose(fast, make_network(cfg).apply(params, obs), rtol=1e-5, atol=1e-5)
 
 
@@ -32,7 +33,6 @@ def test_a_compiler_that_rejects_the_option_falls_back_to_matmuls(monkeypatch):
     monkeypatch.setattr(kernels, "ONLY_DOTS", {"xla_cpu_experimental_ynn_fusion_type": "NOT_A_FUSION_TYPE"})
     kernels._cpu_accepts_only_dots.cache_clear()
     try:
-        assert not kernels.thin_as_sums("cpu")
-        assert kernels.jit_options("cpu") == {}
+        assert kernels.for_platform("cpu") == kernels.PLAIN
     finally:
         kernels._cpu_accepts_only_dots.cache_clear()

@@ -5,10 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cartpole_jax import learner, schedule
 from cartpole_jax.config import Config
-from cartpole_jax.network import QNetwork, make_network
-from cartpole_jax.types import LearnerState, Transition
+from cartpole_jax.core import learner, schedule
+from cartpole_jax.core.network import QNetwork, make_network
+from cartpole_jax.core.types import LearnerState, Transition
 
 # --- the learning-rate schedule ---
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from cartpole_jax.config import resolve
-from cartpole_jax.run import train_seeds
+from cartpole_jax.driver import train_seeds
 
 
 @pytest.mark.slow

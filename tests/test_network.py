@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cartpole_jax.config import Config
-from cartpole_jax.network import make_network, sum_dot
+from cartpole_jax.core.network import make_network, sum_dot
 
 
 def test_sum_dot_is_a_matmul_over_the_last_axis():

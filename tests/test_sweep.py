@@ -142,5 +142,5 @@ def test_existing_out_dir_is_kept(tmp_path):
         ns = dict(preset=None, config=None, sets=list(TINY), grid=["gamma=0.9,0.99"], seeds=1, seed=0, devices=None, batching="auto",
                   out=str(out), force=False, quiet=True, coordinator=None, num_processes=None, process_id=None)
         args.__dict__.update(ns)
-        cmd.run(args)
+        cmd.main(args)
     assert (out / "keep.txt").read_text() == "mine"

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 from ..config import PRESETS, ConfigError, resolve
 
@@ -48,6 +50,38 @@ def add_out_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", metavar="DIR", help="run directory (default runs/PRESET-TIMESTAMP)")
     p.add_argument("--force", action="store_true", help="overwrite a non-empty --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar or table")
+
+
+def check_out_dir(path: str | Path, force: bool) -> Path:
+    """Refuse a path that is a file, or a non-empty directory without force; create nothing."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--out {path}: exists and is not a directory")
+    if path.is_dir() and any(path.iterdir()) and not force:
+        raise ConfigError(f"--out {path}: directory is not empty (pass --force to overwrite)")
+    return path
+
+
+def prepare_out_dir(path: str | Path, force: bool) -> Path:
+    """Create the run directory; a non-empty one is an error unless force."""
+    path = check_out_dir(path, force)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"--out {path}: cannot create it ({err.strerror})") from None
+    if not os.access(path, os.W_OK):
+        raise ConfigError(f"--out {path}: not writable")
+    return path
+
+
+def check_fit(plans) -> None:
+    """planner.check_fit, its refusal pointing at the command that shows the numbers."""
+    from ..planner import check_fit as check
+
+    try:
+        check(plans)
+    except ConfigError as err:
+        raise ConfigError(f"{err}; `cartpole-jax plan` shows the numbers") from None
 
 
 def config_from_args(args):

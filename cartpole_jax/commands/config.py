@@ -12,7 +12,7 @@ def add_parser(sub) -> None:
     add_config_flags(p)
 
 
-def run(args) -> int:
+def main(args) -> int:
     preset, cfg = config_from_args(args)
     print(json.dumps({"preset": preset, **cfg.to_dict()}, indent=2))
     return 0

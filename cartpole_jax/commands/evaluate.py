@@ -54,7 +54,7 @@ def jax_returns(policy: Policy, episodes: int, seed: int) -> np.ndarray:
     import jax
 
     layers: dict = {}
-    for key, value in policy._weights.items():  # the arrays load_policy validated, as a flax param tree
+    for key, value in policy.weights.items():  # the arrays load_policy validated, as a flax param tree
         layer, name = key.split("/")
         layers.setdefault(layer, {})[name] = value
     hidden = tuple(layers[f"hidden_{i}"]["kernel"].shape[1] for i in range(policy.meta["hidden_layers"]))
@@ -67,8 +67,8 @@ def _jax_eval(hidden: tuple, activation: str, dueling: bool, episodes: int):
     """One compiled evaluation per architecture, shared by all the runs of a policy file."""
     import jax
 
-    from ..evaluate import evaluate
-    from ..network import QNetwork
+    from ..core.evaluate import evaluate
+    from ..core.network import QNetwork
 
     net = QNetwork(hidden, 2, activation, "lecun_normal", dueling)
     return jax.jit(lambda key, params: evaluate(key, params, net.apply, episodes))
@@ -110,7 +110,7 @@ def evaluate_run(run_dir, episodes: int = 100, seed_index: str = "all", seed: in
     return rows
 
 
-def run(args) -> int:
+def main(args) -> int:
     rows = evaluate_run(args.run_dir, args.episodes, args.seed_index, args.seed, args.gymnasium)
     if args.json:
         print(json.dumps(rows, indent=2))

@@ -13,9 +13,9 @@ def add_parser(sub) -> None:
     p.add_argument("--no-compile", action="store_true", help="shapes only: skip compiling for memory_analysis")
 
 
-def run(args) -> int:
+def main(args) -> int:
     from ..planner import attach_compiled, format_plan, make_plan
-    from ..run import pick_devices
+    from ..program import pick_devices
     from ..sweep import parse_grid, plan_runs
 
     preset, cfg = config_from_args(args)

@@ -19,7 +19,7 @@ def add_parser(sub) -> None:
     p.add_argument("--max-steps", type=positive_int("--max-steps"), default=500, help="cap on the steps drawn (default 500)")
 
 
-def run(args) -> int:
+def main(args) -> int:
     from ..render import render_gif
 
     path = policy_path(args.run_dir)

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from ..config import ConfigError, from_dict
-from .train import drive
+from .train import train_into
 
 # Flags of `train` a user might try here; each would make the resumed run a different run.
 REFUSED = ("--set", "--config", "--preset", "--seeds", "--seed", "--devices", "--batching", "--out", "--force")
@@ -25,7 +25,7 @@ def add_parser(sub) -> None:
         p.add_argument(flag, dest="refused_" + flag[2:], nargs="?", const=True, default=None, help=argparse.SUPPRESS)
 
 
-def run(args) -> int:
+def main(args) -> int:
     given = [flag for flag in REFUSED if getattr(args, "refused_" + flag[2:]) is not None]
     if given:
         raise ConfigError(
@@ -40,7 +40,7 @@ def run(args) -> int:
     meta = checkpoint.make_meta(cfg, meta["preset"], meta["seeds"], meta["grid"], meta["devices"], meta.get("batching", "auto"))
     if not args.quiet:
         print(f"resuming {run_dir} after chunk {done}/{cfg.num_chunks}")
-    return drive(run_dir, cfg, meta, args.quiet, resume=(state, done))
+    return train_into(run_dir, cfg, meta, args.quiet, resume=(state, done))
 
 
 def load_run_config(run_dir: Path):

@@ -6,7 +6,17 @@ import sys
 from contextlib import ExitStack
 
 from .. import distributed
-from .common import add_config_flags, add_out_flags, add_seed_flags, config_from_args, default_out, print_table, progress_bar
+from .common import (
+    add_config_flags,
+    add_out_flags,
+    add_seed_flags,
+    check_fit,
+    config_from_args,
+    default_out,
+    prepare_out_dir,
+    print_table,
+    progress_bar,
+)
 
 
 def add_parser(sub) -> None:
@@ -19,11 +29,10 @@ def add_parser(sub) -> None:
     distributed.add_flags(p)
 
 
-def run(args) -> int:
+def main(args) -> int:
     distributed.setup(args)  # before anything touches a device
-    from ..outputs import prepare_out_dir
-    from ..planner import check_fit, make_plan
-    from ..run import pick_devices
+    from ..planner import make_plan
+    from ..program import pick_devices
     from ..sweep import parse_grid, plan_runs, run_sweep, throughput, write_sweep
 
     preset, cfg = config_from_args(args)

@@ -17,7 +17,19 @@ from pathlib import Path
 from .. import distributed
 from ..config import Config
 from ..errors import NonFiniteError
-from .common import add_config_flags, add_out_flags, add_seed_flags, config_from_args, default_out, fail, print_table, progress_bar
+from .common import (
+    add_config_flags,
+    add_out_flags,
+    add_seed_flags,
+    check_fit,
+    check_out_dir,
+    config_from_args,
+    default_out,
+    fail,
+    prepare_out_dir,
+    print_table,
+    progress_bar,
+)
 
 
 def add_parser(sub) -> None:
@@ -28,16 +40,16 @@ def add_parser(sub) -> None:
     distributed.add_flags(p)
 
 
-def run(args) -> int:
+def main(args) -> int:
     distributed.setup(args)
     preset, cfg = config_from_args(args)
     from .. import checkpoint, planner
-    from ..outputs import check_out_dir, prepare_out_dir, write_json
-    from ..run import pick_devices
+    from ..outputs import write_json
+    from ..program import pick_devices
 
     pick_devices(args.devices, args.seeds)  # a bad --devices fails before anything is written
     check_out_dir(args.out or default_out(preset), args.force)  # cheap checks before the planner traces
-    planner.require_fit(cfg, args.seeds, args.devices, args.batching)
+    check_fit([planner.make_plan(cfg, args.seeds, pick_devices(args.devices, args.seeds), args.batching)])
     out = prepare_out_dir(args.out or default_out(preset), args.force)
     # With --force, an earlier run's checkpoints would be resumed instead of (or pruned before) ours.
     shutil.rmtree(checkpoint.directory(out), ignore_errors=True)
@@ -45,14 +57,14 @@ def run(args) -> int:
     write_json(out / "config.json", {"preset": preset, **cfg.to_dict()})
     seeds = list(range(args.seed, args.seed + args.seeds))
     meta = checkpoint.make_meta(cfg, preset, seeds, [{} for _ in seeds], args.devices, args.batching)
-    return drive(out, cfg, meta, args.quiet)
+    return train_into(out, cfg, meta, args.quiet)
 
 
-def drive(out: Path, cfg: Config, meta: dict, quiet: bool, resume: tuple | None = None) -> int:
+def train_into(out: Path, cfg: Config, meta: dict, quiet: bool, resume: tuple | None = None) -> int:
     """Train (or continue) the run described by checkpoint `meta` in `out`; the command's exit code."""
     from .. import checkpoint
+    from ..driver import train_runs
     from ..outputs import write_run
-    from ..run import run as run_program
 
     seeds, preset = meta["seeds"], meta["preset"]
     title = f"{preset}: {len(seeds)} seed(s)"
@@ -67,7 +79,7 @@ def drive(out: Path, cfg: Config, meta: dict, quiet: bool, resume: tuple | None 
             return not stop.is_set()
 
         try:
-            result = run_program(
+            result = train_runs(
                 cfg, seeds, meta["grid"], preset=preset, devices=meta["devices"], batching=meta["batching"], progress=progress,
                 resume=resume, after_chunk=after_chunk,
             )

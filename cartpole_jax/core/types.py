@@ -9,6 +9,7 @@ from flax import struct
 
 # Columns of RunState.metrics, one row per evaluation.
 METRIC_COLUMNS = ("env_step", "eval_return_mean", "eval_return_std", "train_return_mean", "loss", "epsilon")
+METRIC = {name: i for i, name in enumerate(METRIC_COLUMNS)}  # read a column by name: rows[:, METRIC["loss"]]
 
 
 @struct.dataclass

@@ -20,9 +20,10 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from ..config import Config, HyperParams
 from . import actor, buffer, env, learner, schedule
-from .config import Config, HyperParams
 from .evaluate import evaluate
+from .kernels import PLAIN, Kernels
 from .network import make_network
 from .types import METRIC_COLUMNS, EpisodeStats, RunState, Transition
 
@@ -35,9 +36,9 @@ class Trainer(NamedTuple):
     config: Config
 
 
-def make_trainer(cfg: Config, *, thin_as_sums: bool = False) -> Trainer:
-    """thin_as_sums: see network.QNetwork; fast on CPU when compiled with kernels.jit_options("cpu")."""
-    network = make_network(cfg, thin_as_sums)
+def make_trainer(cfg: Config, kernels: Kernels = PLAIN) -> Trainer:
+    """kernels: how the network computes (kernels.for_platform); compile with its jit_options()."""
+    network = make_network(cfg, kernels.thin_as_sums)
     n, num_steps = cfg.num_envs, cfg.num_vector_steps
     obs_example = jnp.zeros((env.OBS_SIZE,), jnp.float32)
 
@@ -145,15 +146,15 @@ def make_trainer(cfg: Config, *, thin_as_sums: bool = False) -> Trainer:
     return Trainer(init, run_chunk, cfg)
 
 
-def make_train(cfg: Config, hp: HyperParams | None = None, *, thin_as_sums: bool = False) -> Callable:
+def make_train(cfg: Config, hp: HyperParams | None = None, kernels: Kernels = PLAIN) -> Callable:
     """The whole run as one pure function `train(key) -> RunState` (hp defaults to cfg's values).
 
     With `hp` left out, `train(key, hp)` also accepts hyperparameters explicitly, so
-    `jax.vmap(train)(keys, batched_hp)` sweeps vmappable fields in one program. On CPU,
-    `jax.jit(make_train(cfg, thin_as_sums=True), **kernels.jit_options("cpu"))` runs the CLI's
-    kernels: gradient steps ~1.3x faster, other bits.
+    `jax.vmap(train)(keys, batched_hp)` sweeps vmappable fields in one program. The CLI's kernels on
+    CPU (gradient steps ~1.3x faster, other bits): `k = kernels.for_platform("cpu")`, then
+    `jax.jit(make_train(cfg, kernels=k), **k.jit_options())`.
     """
-    trainer = make_trainer(cfg, thin_as_sums=thin_as_sums)
+    trainer = make_trainer(cfg, kernels)
     default_hp = cfg.hyperparams() if hp is None else hp
 
     def train(key, hp: HyperParams = default_hp) -> RunState:
@@ -162,3 +163,11 @@ def make_train(cfg: Config, hp: HyperParams | None = None, *, thin_as_sums: bool
         return jax.lax.scan(body, state, jnp.arange(cfg.num_chunks, dtype=jnp.int32))[0]
 
     return train
+
+
+def state_shapes(cfg: Config, num_runs: int | None = None):
+    """ShapeDtypeStructs of one run's RunState, or of `num_runs` runs stacked on a leading axis."""
+    one = jax.eval_shape(make_trainer(cfg).init, jax.random.key(0), cfg.hyperparams())
+    if num_runs is None:
+        return one
+    return jax.tree.map(lambda s: jax.ShapeDtypeStruct((num_runs, *s.shape), s.dtype), one)

@@ -13,7 +13,7 @@ option, keep plain matmuls.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -32,11 +32,18 @@ def _cpu_accepts_only_dots() -> bool:
     return True
 
 
-def thin_as_sums(platform: str) -> bool:
-    """Whether programs for this platform compute thin layers as sums (and compile with ONLY_DOTS)."""
-    return platform == "cpu" and _cpu_accepts_only_dots()
+class Kernels(NamedTuple):
+    """How a program computes its network, and the `jax.jit` keywords that must go with it."""
+
+    thin_as_sums: bool = False
+
+    def jit_options(self) -> dict[str, Any]:
+        return {"compiler_options": dict(ONLY_DOTS)} if self.thin_as_sums else {}
 
 
-def jit_options(platform: str) -> dict[str, Any]:
-    """Keyword arguments for `jax.jit` of a program whose network was built with `thin_as_sums(platform)`."""
-    return {"compiler_options": dict(ONLY_DOTS)} if thin_as_sums(platform) else {}
+PLAIN = Kernels()  # matmuls everywhere, XLA's default options: right for any platform, fastest off CPU
+
+
+def for_platform(platform: str) -> Kernels:
+    """The one place a platform's kernels are chosen: thin layers as sums where the CPU compiler takes ONLY_DOTS."""
+    return Kernels(thin_as_sums=platform == "cpu" and _cpu_accepts_only_dots())

@@ -1,0 +1,194 @@
+"""Compiled programs on devices: the compile cache, device choice, placement and sharding of runs,
+multi-host gathering, and the compiled chunk's own memory analysis.
+
+A program is the pair (init, chunk) for R runs of one static config, compiled once; runs that
+differ only in vmappable values or seeds reuse it.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from .config import Config, ConfigError, HyperParams, apply
+from .core import kernels
+from .core.train import make_trainer
+
+
+def device_description() -> str:
+    d = jax.devices()[0]
+    kind = getattr(d, "device_kind", d.platform)
+    cpu = platform.processor() or platform.machine()
+    return f"{d.platform}:{kind}" + (f" ({cpu})" if d.platform == "cpu" else "")
+
+
+def pick_devices(num_devices: int | str | None, num_runs: int | None = None) -> list:
+    """The devices to shard runs over: a count, "all", or None for the platform's choice.
+
+    None means one accelerator, or on CPU one device per run up to all CPU devices: runs on CPU are
+    single-threaded, so only separate devices put more than one core to work (see `host.use_cpu_cores`).
+    """
+    available = jax.devices()
+    if num_devices is None and available[0].platform == "cpu":
+        return available[: max(1, min(len(available), num_runs or len(available)))]
+    if num_devices in (None, 1):
+        return available[:1]
+    if num_devices == "all":
+        return available
+    if not isinstance(num_devices, int) or num_devices < 1 or num_devices > len(available):
+        n = len(available)
+        raise ConfigError(f"must be 'all' or an integer in [1, {n}] ({n} device(s) visible); got {num_devices}", "devices")
+    return available[:num_devices]
+
+
+def to_host(tree):
+    """numpy copies of (possibly sharded) arrays; in a multi-process job every process gathers all shards."""
+    if jax.process_count() == 1:
+        return jax.device_get(tree)
+    from jax.experimental import multihost_utils
+
+    return multihost_utils.process_allgather(tree, tiled=True)
+
+
+def place(tree, sharding):
+    """Put identical host values on every process's devices as one global array per leaf."""
+    if jax.process_count() == 1:
+        return jax.device_put(tree, sharding)
+    return jax.tree.map(lambda x: jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx]), tree)
+
+
+def batch_hyperparams(cfg: Config, grid: Sequence[dict[str, Any]]) -> HyperParams:
+    """One HyperParams with a leading run axis: cfg's values with each run's overrides applied."""
+    hps = [apply(cfg, point).hyperparams() for point in grid]
+    return jax.tree.map(lambda *xs: np.stack(xs), *hps)
+
+
+def over_runs(fn, mode: str):
+    """fn(state, hp, *shared) for one run, lifted to a leading run axis of state and hp.
+
+    "map" loops over runs with the single-run program, so a run's bits never depend on which runs
+    share the call (XLA picks other kernels for batched matmuls); "vmap" batches them, which is
+    what accelerators want.
+    """
+    if mode == "vmap":
+        return lambda state, hp, *shared: jax.vmap(lambda s, h: fn(s, h, *shared))(state, hp)
+    return lambda state, hp, *shared: jax.lax.map(lambda sh: fn(sh[0], sh[1], *shared), (state, hp))
+
+
+def batching_mode(mode: str, devices: list) -> str:
+    if mode != "auto":
+        return mode
+    return "map" if devices[0].platform == "cpu" else "vmap"
+
+
+class Program:
+    """The compiled init and chunk functions for R runs sharded over devices; compiled once.
+
+    Use `Program.get`: programs are cached by static config, run count, devices and batching, so
+    runs that differ only in vmappable values reuse the compiled code.
+    """
+
+    _cache: ClassVar[dict[tuple, Program]] = {}
+
+    @classmethod
+    def get(cls, cfg: Config, num_runs: int, devices: list, batching: str = "auto") -> Program:
+        key = (cfg.static_key(), num_runs, tuple(d.id for d in devices), batching_mode(batching, devices))
+        if key not in cls._cache:
+            cls._cache[key] = cls(cfg, num_runs, devices, batching)
+        return cls._cache[key]
+
+    @classmethod
+    def clear_cache(cls) -> None:
+        """Drop every cached program (benchmarks free compiled code between configs)."""
+        cls._cache.clear()
+
+    def __init__(self, cfg: Config, num_runs: int, devices: list, batching: str = "auto"):
+        self.cfg, self.num_runs = cfg, num_runs
+        self.devices = devices
+        self.batching = batching_mode(batching, devices)
+        self.padded = -(-num_runs // len(devices)) * len(devices)
+        mesh = Mesh(np.array(devices), ("runs",))
+        runs, shared = PartitionSpec("runs"), PartitionSpec()
+        self.runs_sharding = NamedSharding(mesh, runs)
+        chosen = kernels.for_platform(devices[0].platform)
+        trainer = make_trainer(cfg, chosen)
+        init = over_runs(lambda key, hp: trainer.init(key, hp), self.batching)
+        chunk = over_runs(trainer.run_chunk, self.batching)
+        options = chosen.jit_options()
+        self._init = jax.jit(jax.shard_map(init, mesh=mesh, in_specs=(runs, runs), out_specs=runs, check_vma=False), **options)
+        self._chunk = jax.jit(
+            jax.shard_map(chunk, mesh=mesh, in_specs=(runs, runs, shared), out_specs=runs, check_vma=False),
+            donate_argnums=0,
+            **options,
+        )
+        self.compile_seconds = 0.0
+        self.compiled = False
+
+    def pad(self, tree):
+        """Repeat run 0 to fill the last device; padded runs are computed and dropped."""
+        extra = self.padded - self.num_runs
+        if extra == 0:
+            return tree
+        return jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[:1], extra, axis=0)]), tree)
+
+    def prepare(self, cfg: Config, seeds: Sequence[int], grid: Sequence[dict[str, Any]]):
+        """(keys, hyperparameters) of the runs, padded and placed on the program's devices.
+
+        cfg gives the vmappable values (a cached program may have been built from another config
+        with the same static fields); grid[i] overrides them for run i.
+        """
+        keys = self.pad(jax.vmap(jax.random.key)(jnp.asarray(seeds, dtype=jnp.uint32)))
+        hps = self.pad(jax.tree.map(jnp.asarray, batch_hyperparams(cfg, grid)))
+        return place((keys, hps), self.runs_sharding)
+
+    def compile(self, keys, hps) -> float:
+        """Compile both functions ahead of time (once); return the seconds this call spent."""
+        if self.compiled:
+            return 0.0
+        t0 = time.perf_counter()
+        state_shape = jax.eval_shape(self._init, keys, hps)
+        sharded = lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=self.runs_sharding)
+        state_shape = jax.tree.map(sharded, state_shape)
+        # XLA compiles without the GIL: the small init program builds on another core meanwhile
+        with ThreadPoolExecutor(1) as pool:
+            init = pool.submit(lambda: self._init.lower(keys, hps).compile())
+            self._chunk = self._chunk.lower(state_shape, hps, jnp.int32(0)).compile()
+            self._init = init.result()
+        self.compile_seconds = time.perf_counter() - t0
+        self.compiled = True
+        return self.compile_seconds
+
+    def init(self, keys, hps):
+        return self._init(keys, hps)
+
+    def chunk(self, state, hps, index: int):
+        return self._chunk(state, hps, jnp.int32(index))
+
+    def chunk_text(self) -> str:
+        """The compiled chunk's optimised HLO (after `compile`)."""
+        return self._chunk.as_text()
+
+    def memory_analysis(self) -> dict[str, int] | None:
+        """argument/output/alias/temp bytes per device of the compiled chunk, if the backend says."""
+        try:
+            m = self._chunk.memory_analysis()
+        except (AttributeError, NotImplementedError, RuntimeError):
+            return None
+        if m is None:
+            return None
+        out = {
+            "arguments": int(m.argument_size_in_bytes),
+            "outputs": int(m.output_size_in_bytes),
+            "aliased": int(m.alias_size_in_bytes),
+            "temp": int(m.temp_size_in_bytes),
+        }
+        out["peak"] = out["arguments"] + out["outputs"] - out["aliased"] + out["temp"]
+        return out
