@@ -176,6 +176,11 @@ class Program:
         """The compiled chunk's optimised HLO (after `compile`)."""
         return self._chunk.as_text()
 
+    @property
+    def steps_per_call(self) -> int:
+        """Vector steps one chunk call takes per device: chunk_len for each run the device holds."""
+        return self.cfg.chunk_len * (self.padded // len(self.devices))
+
     def memory_analysis(self) -> dict[str, int] | None:
         """argument/output/alias/temp bytes per device of the compiled chunk, if the backend says."""
         try:

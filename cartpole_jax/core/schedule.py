@@ -40,6 +40,23 @@ def target_update_due(cfg, t):
     return (_crossings(cfg, t, cfg.target_update_every) > 0) & learning_started(cfg, t)
 
 
+def steps_per_eval(cfg) -> int:
+    """Vector steps between evaluations, where eval_every is a multiple of num_envs (else 0)."""
+    return 0 if cfg.eval_every % cfg.num_envs else cfg.eval_every // cfg.num_envs
+
+
+def branch_free(cfg) -> bool:
+    """Whether the loop can run without a branch per step: every learning step takes the same number
+    of gradient steps, evaluations fall every steps_per_eval steps, and chunks hold whole periods."""
+    per = steps_per_eval(cfg)
+    return (
+        cfg.num_envs % cfg.train_every == 0
+        and per > 0
+        and cfg.chunk_len % per == 0
+        and cfg.num_vector_steps % cfg.chunk_len == 0
+    )
+
+
 def eval_slot(cfg, t):
     """(whether an evaluation follows vector step t, its row in the metrics table)."""
     crossed = _crossings(cfg, t, cfg.eval_every) > 0

@@ -36,8 +36,17 @@ class Trainer(NamedTuple):
     config: Config
 
 
-def make_trainer(cfg: Config, kernels: Kernels = PLAIN) -> Trainer:
-    """kernels: how the network computes (kernels.for_platform); compile with its jit_options()."""
+def make_trainer(cfg: Config, kernels: Kernels = PLAIN, loop: str = "auto") -> Trainer:
+    """kernels: how the network computes (kernels.for_platform); compile with its jit_options().
+
+    loop: "branch_free" (whole evaluation periods of static length, no branch per step: what
+    accelerators need), "general" (a branch per step for whether it learns, evaluates or exists:
+    any config), or "auto": branch-free wherever `schedule.branch_free(cfg)`. Both give the same bits.
+    """
+    if loop not in ("auto", "branch_free", "general"):
+        raise ValueError(f"loop must be auto, branch_free or general; got {loop!r}")
+    if loop == "branch_free" and not schedule.branch_free(cfg):
+        raise ValueError("this config's schedule is not periodic per chunk (see schedule.branch_free)")
     network = make_network(cfg, kernels.thin_as_sums)
     n, num_steps = cfg.num_envs, cfg.num_vector_steps
     obs_example = jnp.zeros((env.OBS_SIZE,), jnp.float32)
@@ -74,18 +83,30 @@ def make_trainer(cfg: Config, kernels: Kernels = PLAIN) -> Trainer:
             lrn, loss = update(lrn, batch, hp)
             return lrn, loss_sum + loss
 
-        count = schedule.updates_at(cfg, t)
         carry = (state.learner, jnp.float32(0))
-        if n % cfg.train_every == 0 or most == 1:
-            # count is 0 or `most`: a fixed-length loop behind one real branch spares XLA a loop whose
-            # trip count it only learns at run time. Not unrolled: as fast, and compiles ~0.8 s sooner.
-            steps = lambda c: jax.lax.fori_loop(0, most, one, c)
-            lrn, loss_sum = jax.lax.cond(count > 0, steps, lambda c: c, carry)
+        if branch_free:
+            # Every learning step takes `most` gradient steps. Before learning starts (a few percent of
+            # a run) they are computed and dropped by a select: a branch would cost a host round trip
+            # per step on GPU, and on CPU more than the work it skips.
+            started = schedule.learning_started(cfg, t)
+            lrn, loss_sum = jax.lax.fori_loop(0, most, one, carry)
+            lrn = _select(started, lrn, state.learner)
+            loss_sum, count = jnp.where(started, loss_sum, 0.0), jnp.where(started, most, 0)
         else:
-            lrn, loss_sum = jax.lax.fori_loop(0, count, one, carry)
+            count = schedule.updates_at(cfg, t)
+            if n % cfg.train_every == 0 or most == 1:
+                # count is 0 or `most`: a fixed-length loop behind one real branch spares XLA a loop whose
+                # trip count it only learns at run time. Not unrolled: as fast, and compiles ~0.8 s sooner.
+                steps = lambda c: jax.lax.fori_loop(0, most, one, c)
+                lrn, loss_sum = jax.lax.cond(count > 0, steps, lambda c: c, carry)
+            else:
+                lrn, loss_sum = jax.lax.fori_loop(0, count, one, carry)
         if cfg.target_update_every > 0:
             due = schedule.target_update_due(cfg, t)
-            lrn = jax.lax.cond(due, lambda x: learner.update_target(x, hp.tau), lambda x: x, lrn)
+            if branch_free:  # the target is as small as the network: selecting costs less than branching
+                lrn = _select(due, learner.update_target(lrn, hp.tau), lrn)
+            else:
+                lrn = jax.lax.cond(due, lambda x: learner.update_target(x, hp.tau), lambda x: x, lrn)
         stats = state.stats
         stats = stats.replace(loss_sum=stats.loss_sum + loss_sum, updates=stats.updates + count)
         bad = (count > 0) & ~jnp.isfinite(loss_sum) & (state.nonfinite_step < 0)
@@ -112,7 +133,8 @@ def make_trainer(cfg: Config, kernels: Kernels = PLAIN) -> Trainer:
         stats = s.replace(return_sum=zero, episodes=zero, loss_sum=zero, updates=zero)
         return metrics.at[slot].set(row), stats
 
-    def step(state: RunState, hp, t) -> RunState:
+    def advance(state: RunState, hp, t) -> tuple[RunState, jax.Array]:
+        """Vector step t without its evaluation: act, store, learn. Also returns the step's eval key."""
         key, k_act, k_env, k_learn, k_eval = jax.random.split(state.key, 5)
         q = network.apply(state.learner.params, state.obs)
         action = actor.epsilon_greedy(k_act, q, actor.epsilon(cfg, hp, t * n))
@@ -128,21 +150,44 @@ def make_trainer(cfg: Config, kernels: Kernels = PLAIN) -> Trainer:
             episodes=state.stats.episodes + jnp.sum(ended),
         )
         state = state.replace(key=key, env_state=env_state, obs=res.obs, buffer=buffer.add(state.buffer, transition), stats=stats)
-        state = learn(state, hp, k_learn, t)
-        is_eval, _ = schedule.eval_slot(cfg, t)
-        params = state.learner.params
-        metrics, stats = jax.lax.cond(is_eval, lambda ms: record(*ms, params, hp, k_eval, t), lambda ms: ms, (state.metrics, state.stats))
+        return learn(state, hp, k_learn, t), k_eval
+
+    def evaluated(state: RunState, hp, key, t) -> RunState:
+        metrics, stats = record(state.metrics, state.stats, state.learner.params, hp, key, t)
         return state.replace(metrics=metrics, stats=stats)
 
-    def run_chunk(state: RunState, hp, chunk_index) -> RunState:
-        """Vector steps [chunk_index * chunk_len, ...) of the run; steps past the end are no-ops."""
+    def general_chunk(state: RunState, hp, chunk_index) -> RunState:
+        """Any config: each step asks, by branches, whether it exists, learns and evaluates."""
         ts = chunk_index * cfg.chunk_len + jnp.arange(cfg.chunk_len, dtype=jnp.int32)
 
+        def step(s, t):
+            s, k_eval = advance(s, hp, t)
+            is_eval, _ = schedule.eval_slot(cfg, t)
+            params = s.learner.params
+            metrics, stats = jax.lax.cond(is_eval, lambda ms: record(*ms, params, hp, k_eval, t), lambda ms: ms, (s.metrics, s.stats))
+            return s.replace(metrics=metrics, stats=stats)
+
         def body(s, t):
-            return jax.lax.cond(t < num_steps, lambda x: step(x, hp, t), lambda x: x, s), None
+            return jax.lax.cond(t < num_steps, lambda x: step(x, t), lambda x: x, s), None
 
         return jax.lax.scan(body, state, ts)[0]
 
+    def periodic_chunk(state: RunState, hp, chunk_index) -> RunState:
+        """Whole evaluation periods, each a scan of static length and then an evaluation: no branches."""
+        per = schedule.steps_per_eval(cfg)
+
+        def period(s, first):
+            def body(carry, t):
+                return advance(carry[0], hp, t), None
+
+            (s, k_eval), _ = jax.lax.scan(body, (s, s.key), first + jnp.arange(per, dtype=jnp.int32))
+            return evaluated(s, hp, k_eval, first + per - 1), None
+
+        firsts = chunk_index * cfg.chunk_len + per * jnp.arange(cfg.chunk_len // per, dtype=jnp.int32)
+        return jax.lax.scan(period, state, firsts)[0]
+
+    branch_free = schedule.branch_free(cfg) if loop == "auto" else loop == "branch_free"
+    run_chunk = periodic_chunk if branch_free else general_chunk
     return Trainer(init, run_chunk, cfg)
 
 
@@ -163,6 +208,10 @@ def make_train(cfg: Config, hp: HyperParams | None = None, kernels: Kernels = PL
         return jax.lax.scan(body, state, jnp.arange(cfg.num_chunks, dtype=jnp.int32))[0]
 
     return train
+
+
+def _select(pred, new, old):
+    return jax.tree.map(lambda a, b: jnp.where(pred, a, b), new, old)
 
 
 def state_shapes(cfg: Config, num_runs: int | None = None):
