@@ -3,7 +3,9 @@
     python benchmarks/learning.py [--seeds 32] [--tutorial-seeds 8] [--presets default,purejaxrl,seed-tutorial]
                                   [--set KEY=VALUE ...] [--out benchmarks/results] [--replot]
 
-Writes learning.json (every run's curve and the summary), learning.md and learning.png under --out.
+Writes learning.json (every run's curve and the summary), learning.md and learning.png under --out. The
+table gives IQM, median and mean with 95% bootstrap CIs and the end-solved fraction with its Wilson
+interval, from `cartpole_jax.stats` (what summary.json's "statistics" holds).
 The final policy is the one at the end of training; nothing is selected by its eval. Like
 `cartpole-jax train`, it gives jax one CPU device per core and spreads the seeds over them.
 """
@@ -27,6 +29,7 @@ use_cpu_cores()  # as `cartpole-jax train` does: seeds spread over every core
 from cartpole_jax.config import SOLVED_RETURN, resolve  # noqa: E402
 from cartpole_jax.driver import train_seeds  # noqa: E402
 from cartpole_jax.program import device_description  # noqa: E402
+from cartpole_jax.stats import run_statistics, show_ci  # noqa: E402
 
 
 def measure(preset: str, seeds: int, sets: list[str]) -> dict:
@@ -54,6 +57,7 @@ def measure(preset: str, seeds: int, sets: list[str]) -> dict:
         # Seeds run in one program, so a seed's clock is the whole call's: compile + its share of training.
         "seconds_to_solve": [None if f is None else round(summary["compile_seconds"] + f * seconds_per_step, 2) for f in first],
         "final_eval_return": [r["final_eval_return_mean"] for r in summary["runs"]],
+        "statistics": summary["statistics"],
         "env_steps": steps.tolist(),
         "eval_return": curves.tolist(),
         "seconds": (summary["compile_seconds"] + steps * seconds_per_step).tolist(),
@@ -68,18 +72,31 @@ def _quantiles(values: list) -> str:
     return f"{med:,.0f} ({q1:,.0f}–{q3:,.0f})"
 
 
+def statistics(record: dict) -> dict:
+    """stats.run_statistics of a record's runs (recomputed, so older learning.json files get it too)."""
+    runs = [{"final_eval_return_mean": f, "first_solved_env_step": s, "solved": f is not None and f >= SOLVED_RETURN}
+            for f, s in zip(record["final_eval_return"], record["first_solved_env_step"], strict=True)]
+    return run_statistics(runs)
+
+
 def table(records: list[dict]) -> str:
     rows = [
-        "| preset | seeds | solved ever | solved at end | env steps to solve, median (IQR) | seconds to solve, median (IQR) "
-        "| final return mean (min) | wall s (compile s) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| preset | seeds | solved ever | solved at end [95% CI] | env steps to solve, median (IQR) | env steps to solve, IQM [95% CI] "
+        "(solved runs) | seconds to solve, median (IQR) | final return IQM [95% CI] | final return mean [95% CI] (min) "
+        "| wall s (compile s) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in records:
         finals = np.array(r["final_eval_return"], dtype=float)
+        st = statistics(r)
+        end = st["solved_at_end"]
         rows.append(
-            f"| {r['preset']} | {r['num_seeds']} | {r['ever_solved']}/{r['num_seeds']} | {r['solved_at_end']}/{r['num_seeds']} "
-            f"| {_quantiles(r['first_solved_env_step'])} | {_quantiles(r['seconds_to_solve'])} "
-            f"| {np.mean(finals):.1f} ({np.min(finals):.0f}) | {r['wall_seconds']:.0f} ({r['compile_seconds']:.0f}) |"
+            f"| {r['preset']} | {r['num_seeds']} | {r['ever_solved']}/{r['num_seeds']} "
+            f"| {r['solved_at_end']}/{r['num_seeds']} [{end['ci'][0]:.2f}, {end['ci'][1]:.2f}] "
+            f"| {_quantiles(r['first_solved_env_step'])} | {show_ci(st['first_solved_env_step']['iqm'], ',.0f')} "
+            f"| {_quantiles(r['seconds_to_solve'])} | {show_ci(st['final_eval_return']['iqm'], '.1f')} "
+            f"| {show_ci(st['final_eval_return']['mean'], '.1f')} ({np.min(finals):.0f}) "
+            f"| {r['wall_seconds']:.0f} ({r['compile_seconds']:.0f}) |"
         )
     return "\n".join(rows)
 

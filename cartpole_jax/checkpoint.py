@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +30,26 @@ FORMAT_VERSION = 2  # 2: transitions carry `ended` (n-step returns), configs `n_
 DIRNAME = "checkpoints"
 COMMIT_FILE = "commit_success.txt"
 
-# orbax logs every save and restore through absl; a CLI user should see only our own messages.
-logging.getLogger("absl").setLevel(logging.ERROR)
+# orbax logs every save and restore through absl, and ERRORs for damage it then works around (a bad
+# _CHECKPOINT_METADATA); every failure that matters reaches us as an exception, reported in one line.
+logging.getLogger("absl").setLevel(logging.CRITICAL)
+
+
+def _quiet_closed_loop(hook):
+    """sys.unraisablehook minus tensorstore's callbacks into the event loop of a read orbax abandoned on an error.
+
+    After a damaged checkpoint fails to restore, each still-pending read calls back into a closed asyncio
+    loop, and Python prints every such RuntimeError as a traceback; nothing is lost by dropping them.
+    """
+
+    def unraisable(info):
+        if not (isinstance(info.exc_value, RuntimeError) and str(info.exc_value) == "Event loop is closed"):
+            hook(info)
+
+    return unraisable
+
+
+sys.unraisablehook = _quiet_closed_loop(sys.unraisablehook)
 
 
 def _is_key(x) -> bool:
@@ -112,9 +132,18 @@ def save(run_dir: str | Path, host: tuple, chunks_done: int, meta: dict, keep: i
     paths, leaves = host
     meta = {**meta, "chunks_done": int(chunks_done), "sha256": digest(leaves)}
     items = ocp.args.Composite(state=ocp.args.StandardSave(_nest(paths, leaves)), meta=ocp.args.JsonSave(meta))
-    with _manager(run_dir, keep) as manager:
-        manager.save(int(chunks_done), args=items, force=True)
+    try:
+        with _manager(run_dir, keep) as manager:
+            manager.save(int(chunks_done), args=items, force=True)
+    except BaseException:
+        _remove_unfinished(run_dir, int(chunks_done))  # e.g. a full disk: no half-written temp directory stays
+        raise
     return directory(run_dir) / str(int(chunks_done))
+
+
+def _remove_unfinished(run_dir: str | Path, step: int) -> None:
+    for tmp in directory(run_dir).glob(f"{step}.orbax-checkpoint-tmp*"):
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 class BackgroundSaver:

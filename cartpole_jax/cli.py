@@ -1,14 +1,20 @@
 """`cartpole-jax` command line: parse flags, call library code, turn errors into one line and an exit code.
 
-Exit codes: 0 done; 1 a run failed (non-finite loss) or `plan` says it does not fit; 2 bad input, a bad
-checkpoint or policy file; 130 interrupted (a checkpoint is saved and the resume command printed).
+Exit codes: 0 done; 1 a run failed (non-finite loss), `plan` says it does not fit, or the disk is full
+(what was written before stays; no half-written file is left); 2 bad input, a bad checkpoint or policy
+file, a run directory in use by another command, or a finished run to resume; 130 (SIGINT, Ctrl-C) or
+143 (SIGTERM) stopped: a checkpoint is saved and the resume command printed (or, when the signal came
+as the run ended, the run is finished and all its files are written).
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 
+from .commands import compare as compare_cmd
 from .commands import config as config_cmd
 from .commands import evaluate as eval_cmd
 from .commands import plan as plan_cmd
@@ -26,7 +32,25 @@ COMMANDS = {
     "render": render_cmd,
     "sweep": sweep_cmd,
     "plan": plan_cmd,
+    "compare": compare_cmd,
 }
+
+
+EXIT_CODES = """exit codes:
+  0    done
+  1    a run failed (non-finite loss), plan says it does not fit, or no space left on device
+  2    bad input: flags, config, paths, a damaged checkpoint or policy file, a run directory in use,
+       resume of a finished run
+  130  stopped by SIGINT (Ctrl-C): checkpoint saved, resume command printed
+  143  stopped by SIGTERM: the same"""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM before or after a run's own handler (commands.stopping) is in place."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
 
 
 class _Parser(argparse.ArgumentParser):
@@ -37,7 +61,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="cartpole-jax", description="DQN on CartPole-v1, compiled end to end with JAX.")
+    parser = _Parser(prog="cartpole-jax", description="DQN on CartPole-v1, compiled end to end with JAX.",
+                     epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     from . import __version__
 
     parser.add_argument("--version", action="version", version=f"cartpole-jax {__version__}")
@@ -49,11 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .errors import CheckpointError, NonFiniteError, PolicyError, UsageError, render
+    from .errors import CheckpointError, NonFiniteError, PolicyError, UsageError, no_space, render
     from .host import use_compilation_cache, use_cpu_cores
 
     use_cpu_cores()  # before any command touches jax: seeds on CPU then spread over all cores
-    use_compilation_cache()
+    use_compilation_cache(warn=lambda text: print(f"cartpole-jax: warning: {text}", file=sys.stderr))
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
         return COMMANDS[args.command].main(args)
     except UsageError as err:  # the library names the argument; the CLI owns the flag
@@ -62,9 +89,22 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(err))
     except NonFiniteError as err:
         return fail(str(err), code=1)
-    except KeyboardInterrupt:
-        print("cartpole-jax: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        print(f"cartpole-jax: {'terminated' if isinstance(err, Terminated) else 'interrupted'}", file=sys.stderr)
+        return 143 if isinstance(err, Terminated) else 130
+    except Exception as err:
+        if no_space(err):
+            return fail(f"no space left on device{_where(err)}; what was written before is kept", code=1)
+        raise
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _where(err: BaseException) -> str:
+    """' (writing FILE)' for an OSError that names its file, else ''."""
+    name = getattr(err, "filename", None)
+    return f" (writing {name})" if name else ""
 
 
 if __name__ == "__main__":

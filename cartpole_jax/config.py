@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import tomllib
-from flax import struct
 
 from .errors import UsageError
 
@@ -72,6 +72,7 @@ def _choice(*choices: str) -> Rule:
 
 
 MAX_INT = 2**31 - 1  # the compiled loop counts env steps in int32
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # vmappable values enter the program as float32
 LAYERS = Rule(tuple)  # hidden_sizes: checked by hand
 KWARGS = Rule(dict)  # optimizer_kwargs: checked by hand
 BOOL = Rule(bool)
@@ -161,9 +162,12 @@ SOLVED_RETURN = 475.0
 
 
 
-@struct.dataclass
-class HyperParams:
-    """The vmappable fields: float32 scalars, or arrays with a leading run axis when batched."""
+class HyperParams(NamedTuple):
+    """The vmappable fields: float32 scalars, or arrays with a leading run axis when batched.
+
+    A NamedTuple, which jax takes as a pytree as it is: importing the config imports no jax, so the
+    CLI parses and validates in a fraction of a second.
+    """
 
     learning_rate: Any
     lr_end_fraction: Any
@@ -284,6 +288,13 @@ def _check_range(name: str, value: Any) -> None:
             raise bad
 
 
+def check_value(name: str, value: Any) -> Any:
+    """One field's value coerced to its type and checked against its own range (not its relations)."""
+    value = _coerce(name, value)
+    _check_range(name, value)
+    return value
+
+
 def validate(cfg: Config) -> Config:
     """Check every field and the relations between them; return cfg or raise ConfigError."""
     cfg = apply(cfg, {})
@@ -302,18 +313,30 @@ def validate(cfg: Config) -> Config:
                           f"max(learning_starts, batch_size); got {cfg.n_step}")
     steps = cfg.num_vector_steps * cfg.num_envs
     if steps > MAX_INT:
-        raise ConfigError(f"total_env_steps must be in [1, {MAX_INT}] after rounding up to a multiple of num_envs; got {steps}")
+        most = MAX_INT // cfg.num_envs * cfg.num_envs
+        raise ConfigError(f"total_env_steps must be in [1, {most}]: it is rounded up to a multiple of num_envs={cfg.num_envs}, "
+                          f"and {cfg.total_env_steps} rounds up to {steps}, past the limit of {MAX_INT}")
     if cfg.learning_starts >= steps:
         raise ConfigError(f"learning_starts must be in [0, total_env_steps={steps}) so that some learning happens; got {cfg.learning_starts}")
     if cfg.num_chunks > cfg.num_vector_steps:
         raise ConfigError(f"num_chunks must be in [1, {cfg.num_vector_steps}] (one vector step per chunk at least); got {cfg.num_chunks}")
-    if cfg.eps_end > cfg.eps_start:
-        raise ConfigError(f"eps_end must be in [0, eps_start={cfg.eps_start}]; got {cfg.eps_end}")
+    check_hyperparams({n: getattr(cfg, n) for n in VMAP_FIELDS})
     _check_optimizer(cfg)
     return cfg
 
 
+def check_hyperparams(values: dict[str, float]) -> None:
+    """The checks on vmappable values beyond their ranges: float32 overflow, and eps_end <= eps_start."""
+    for name, value in values.items():
+        if abs(value) > FLOAT32_MAX:  # the compiled program takes them as float32: they would become inf
+            raise ConfigError(f"{name} must be within float32's range (|x| <= {FLOAT32_MAX:.4g}); got {value!r}")
+    if values.get("eps_end", 0.0) > values.get("eps_start", 1.0):
+        raise ConfigError(f"eps_end must be in [0, eps_start={values['eps_start']}]; got {values['eps_end']}")
+
+
 def _check_optimizer(cfg: Config) -> None:
+    if not cfg.optimizer_kwargs:  # the name is one of the choices; optax (and jax) load only to check kwargs
+        return
     import inspect
 
     import optax
@@ -325,6 +348,37 @@ def _check_optimizer(cfg: Config) -> None:
             raise ConfigError(f"optimizer_kwargs.{key} is not an argument of optax.{cfg.optimizer}; allowed: {', '.join(allowed)}")
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"optimizer_kwargs.{key} must be finite; got {value!r}")
+    for key, value in cfg.optimizer_kwargs:  # one at a time, so the error names the culprit
+        why = _probe_optimizer(cfg.optimizer, ((key, value),))
+        if why:
+            raise ConfigError(f"optimizer_kwargs.{key}: optax.{cfg.optimizer} fails with {key}={value!r} ({why})")
+    why = _probe_optimizer(cfg.optimizer, cfg.optimizer_kwargs)
+    if why:
+        raise ConfigError(f"optimizer_kwargs: optax.{cfg.optimizer} fails with {dict(cfg.optimizer_kwargs)} ({why})")
+
+
+@functools.lru_cache(maxsize=256)
+def _probe_optimizer(name: str, kwargs: tuple) -> str | None:
+    """Build the optimizer and trace one init + update on a tiny tree (shapes only, no device needed).
+
+    A kwarg of the wrong type passes optax's constructor and fails only inside the compiled program,
+    after the run directory is written; tracing here catches it first. Returns why it failed, or None.
+    """
+    import jax
+    import optax
+
+    params = {"w": jax.ShapeDtypeStruct((2,), np.float32)}
+
+    def step(p):
+        tx = getattr(optax, name)(learning_rate=1e-3, **dict(kwargs))
+        return tx.update(p, tx.init(p), p)
+
+    try:
+        jax.eval_shape(step, params)
+    except Exception as err:  # optax raises TypeError, ValueError, ... for a bad argument
+        first = (str(err).strip().splitlines() or [""])[0][:120]
+        return f"{type(err).__name__}: {first}" if first else type(err).__name__
+    return None
 
 
 def _unknown(key: str) -> ConfigError:

@@ -6,6 +6,8 @@ The library never names a command-line flag: an error about one argument carries
 
 from __future__ import annotations
 
+import errno
+
 
 class UsageError(ValueError):
     """Bad input: a config value, an argument, a path. One line naming what is wrong and what is allowed."""
@@ -36,3 +38,19 @@ class NonFiniteError(RuntimeError):
     def __init__(self, run_index: int, seed: int, env_step: int, result=None):
         self.run_index, self.seed, self.env_step, self.result = run_index, seed, env_step, result
         super().__init__(f"seed {seed}: loss became non-finite at env step {env_step}")
+
+
+def no_space(err: BaseException | None) -> bool:
+    """Whether `err`, or an error it was raised from, says the disk or the quota is full.
+
+    orbax and tensorstore wrap an OSError in their own types, or keep only its text.
+    """
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if any(text in str(err) for text in ("No space left on device", "Disk quota exceeded")):
+            return True
+        err = err.__cause__ or err.__context__
+    return False

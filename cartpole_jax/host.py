@@ -7,8 +7,13 @@ so that a bad flag is reported before anything heavy is imported.
 from __future__ import annotations
 
 import os
+import tempfile
+import warnings
+from collections.abc import Callable
 
 import jax
+
+from .errors import UsageError
 
 
 def use_cpu_cores() -> int | None:
@@ -31,13 +36,15 @@ def use_cpu_cores() -> int | None:
 CACHE_ENV = "CARTPOLE_JAX_CACHE"
 
 
-def use_compilation_cache(environ=os.environ) -> str | None:
+def use_compilation_cache(environ=os.environ, warn: Callable[[str], None] | None = None) -> str | None:
     """Keep compiled programs on disk, so a config compiled once starts in about a second next time.
 
     The folder is $CARTPOLE_JAX_CACHE, else $XDG_CACHE_HOME/cartpole-jax/xla (~/.cache/...);
     CARTPOLE_JAX_CACHE=off turns it off, and a JAX_COMPILATION_CACHE_DIR of the user's own wins.
-    Returns the folder used, or None.
+    A folder that cannot be created or written is skipped, with one line to `warn`. Returns the folder used, or None.
     """
+    # jax warns in four lines for every cache entry it fails to write or read; a cache is only a speed-up
+    warnings.filterwarnings("ignore", message="Error (writing|reading) persistent compilation cache entry")
     if environ.get("JAX_COMPILATION_CACHE_DIR") or jax.config.jax_compilation_cache_dir:
         return None
     folder = environ.get(CACHE_ENV, "")
@@ -48,7 +55,21 @@ def use_compilation_cache(environ=os.environ) -> str | None:
         folder = os.path.join(base, "cartpole-jax", "xla")
     try:
         os.makedirs(folder, exist_ok=True)
-    except OSError:  # a read-only home: compile every time rather than fail
+        tempfile.TemporaryFile(dir=folder).close()  # by trying: os.access says yes to root on a read-only mount
+    except OSError as err:  # a read-only home, or a file in the way: compile every time rather than fail
+        if warn is not None:
+            warn(f"compile cache {folder} is not usable ({err.strerror}); compiling without it (set {CACHE_ENV}=off to silence)")
         return None
     jax.config.update("jax_compilation_cache_dir", folder)
     return folder
+
+
+def devices(backend: str | None = None) -> list:
+    """jax.devices(backend), with a backend that cannot start reported as one UsageError line."""
+    try:
+        return jax.devices(backend)
+    except RuntimeError as err:
+        asked = os.environ.get("JAX_PLATFORMS") or backend or "the default"
+        first = (str(err).strip().splitlines() or [""])[0]
+        raise UsageError(f"jax backend {asked!r} is not available here ({first[:200]}); this machine can run on cpu "
+                         "(JAX_PLATFORMS=cpu)") from None

@@ -41,14 +41,17 @@ def _cell(x: float) -> str:
 
 
 def write_run(out: Path, result, title: str) -> dict:
-    """Write config.json, metrics.csv, summary.json, policy.npz and learning_curve.png; return the summary."""
+    """Write config.json, metrics.csv, summary.json, policy.npz and learning_curve.png; return the summary.
+
+    The small files with the numbers come first: on a full disk the results survive the plot.
+    """
     from .plots import learning_curve
 
     summary = result.summary()
     write_json(out / "config.json", {"preset": result.preset, **result.config.to_dict()})
     write_atomic(out / "metrics.csv", metrics_csv(result.metrics, result.seeds, result.grid))
+    write_json(out / "summary.json", summary)
     save_policy(out / "policy.npz", result.params, result.seeds, result.config.to_dict())
     with replacing(out / "learning_curve.png") as tmp:
         learning_curve(tmp, result.metrics, [f"seed {s}" for s in result.seeds], title)
-    write_json(out / "summary.json", summary)
     return summary

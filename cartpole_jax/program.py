@@ -36,7 +36,9 @@ def pick_devices(num_devices: int | str | None, num_runs: int | None = None) -> 
     None means one accelerator, or on CPU one device per run up to all CPU devices: runs on CPU are
     single-threaded, so only separate devices put more than one core to work (see `host.use_cpu_cores`).
     """
-    available = jax.devices()
+    from .host import devices
+
+    available = devices()  # a backend that cannot start is one line, not jax's traceback
     if num_devices is None and available[0].platform == "cpu":
         return available[: max(1, min(len(available), num_runs or len(available)))]
     if num_devices in (None, 1):
@@ -178,8 +180,9 @@ class Program:
 
     @property
     def steps_per_call(self) -> int:
-        """Vector steps one chunk call takes per device: chunk_len for each run the device holds."""
-        return self.cfg.chunk_len * (self.padded // len(self.devices))
+        """Vector steps one chunk call runs one after another on a device: chunk_len for each run the
+        device loops over ("map"); batched runs ("vmap") take their steps together."""
+        return self.cfg.chunk_len * (self.padded // len(self.devices) if self.batching == "map" else 1)
 
     def memory_analysis(self) -> dict[str, int] | None:
         """argument/output/alias/temp bytes per device of the compiled chunk, if the backend says."""

@@ -15,6 +15,7 @@ import numpy as np
 from .config import SOLVED_RETURN, Config
 from .core.types import METRIC, METRIC_COLUMNS
 from .program import device_description, to_host
+from .stats import run_statistics
 
 STEP, EVAL, EVAL_STD = METRIC["env_step"], METRIC["eval_return_mean"], METRIC["eval_return_std"]
 TRAIN, EPSILON = METRIC["train_return_mean"], METRIC["epsilon"]
@@ -33,6 +34,7 @@ class Progress:
     train_return: float  # mean over runs of the latest training-episode return
     eval_return: float
     epsilon: float
+    metrics: np.ndarray | None = field(default=None, repr=False)  # the host copy it came from, for loggers (tracking.py)
 
     @classmethod
     def of(cls, cfg: Config, metrics: np.ndarray, chunks_done: int, elapsed: float) -> Progress:
@@ -48,7 +50,7 @@ class Progress:
                 chunk=chunks_done, num_chunks=cfg.num_chunks, env_steps=steps,
                 total_env_steps=cfg.num_vector_steps * cfg.num_envs, elapsed=elapsed,
                 steps_per_second=steps * len(metrics) / max(elapsed, 1e-9),
-                train_return=mean(TRAIN), eval_return=mean(EVAL), epsilon=mean(EPSILON),
+                train_return=mean(TRAIN), eval_return=mean(EVAL), epsilon=mean(EPSILON), metrics=metrics,
             )
 
 
@@ -104,6 +106,7 @@ class RunResult:
             "num_devices": self.num_devices,
             "batching": self.batching,
             "solve_rate": float(np.mean([r["solved"] for r in runs])),
+            "statistics": run_statistics(runs),
             "runs": runs,
         }
 

@@ -12,6 +12,7 @@ import csv
 import io
 import itertools
 import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,18 @@ from typing import Any
 import numpy as np
 
 from .atomic import replacing
-from .config import FIELDS, SOLVED_RETURN, Config, ConfigError, apply, parse_value, validate
+from .config import (
+    FIELDS,
+    SOLVED_RETURN,
+    VMAP_FIELDS,
+    Config,
+    ConfigError,
+    apply,
+    check_hyperparams,
+    check_value,
+    parse_value,
+    validate,
+)
 
 _OPEN, _CLOSE = "[{(", "]})"
 
@@ -74,32 +86,82 @@ def parse_grid(texts: Sequence[str]) -> dict[str, list[Any]]:
     return grid
 
 
+MAX_RUNS = 2**17  # grid points × seeds per sweep: far beyond any memory plan, and refused before expanding
+
+
+def check_size(grid: dict[str, list[Any]], num_seeds: int = 1) -> int:
+    """The number of runs (grid points × seeds), counted without expanding; above MAX_RUNS a ConfigError."""
+    points = math.prod(len(v) for v in grid.values())
+    if points * num_seeds > MAX_RUNS:
+        sizes = " × ".join(str(len(v)) for v in grid.values())
+        raise ConfigError(f"{sizes} = {points:,} grid points × {num_seeds} seed(s) = {points * num_seeds:,} runs; "
+                          f"a sweep takes at most {MAX_RUNS:,}", "grid")
+    return points * num_seeds
+
+
 @dataclass(frozen=True)
 class Point:
-    """One grid point: its overrides (as stored in the config) and the validated config."""
+    """One grid point: its overrides (as stored in the config) and the validated config of its static values.
+
+    The point's vmappable values are not in `config`: they are inputs of the program it shares.
+    """
 
     values: dict[str, Any]
     config: Config
 
 
 def expand(cfg: Config, grid: dict[str, list[Any]]) -> list[Point]:
-    """Every combination of grid values, first key slowest, each validated; raises ConfigError."""
-    points: list[Point] = []
-    seen: set[tuple] = set()
-    for combo in itertools.product(*grid.values()):
-        raw = dict(zip(grid, combo, strict=True))
-        label = ", ".join(f"{k}={_show(v)}" for k, v in raw.items())
+    """Every combination of grid values, first key slowest, each validated; raises ConfigError.
+
+    Cheap on big grids: each value is checked once, each combination of static values validated once,
+    and a point itself only checks the relations between its vmappable values.
+    """
+    check_size(grid)
+    stored = {k: _stored_values(cfg, k, values) for k, values in grid.items()}
+    static_keys = [k for k in grid if not FIELDS[k].metadata["vmap"]]
+    vmap_keys = [k for k in grid if FIELDS[k].metadata["vmap"]]
+    statics = {}
+    for combo in itertools.product(*(stored[k] for k in static_keys)):
+        raw = dict(zip(static_keys, combo, strict=True))
         try:
-            point_cfg = validate(apply(cfg, raw))
+            statics[_ident(raw)] = validate(apply(cfg, raw))
         except ConfigError as err:
-            raise ConfigError(f"point {label}: {err}", "grid") from None
-        stored = {k: point_cfg.to_dict()[k] for k in grid}
-        ident = json.dumps(stored, sort_keys=True)
-        if ident in seen:
-            raise ConfigError(f"point {label} appears twice (a value is listed twice)", "grid")
-        seen.add(ident)
-        points.append(Point(stored, point_cfg))
+            raise ConfigError(f"point {_label(raw)}: {err}", "grid") from None
+    base = {n: getattr(cfg, n) for n in VMAP_FIELDS}
+    points: list[Point] = []
+    for combo in itertools.product(*stored.values()):
+        values = dict(zip(grid, combo, strict=True))
+        if vmap_keys:
+            try:
+                check_hyperparams({**base, **{k: values[k] for k in vmap_keys}})
+            except ConfigError as err:
+                raise ConfigError(f"point {_label(values)}: {err}", "grid") from None
+        points.append(Point(values, statics[_ident({k: values[k] for k in static_keys})]))
     return points
+
+
+def _stored_values(cfg: Config, key: str, values: list[Any]) -> list[Any]:
+    """A key's grid values as the config stores them, each range-checked; a value given twice is refused."""
+    out, seen = [], set()
+    for v in values:
+        try:
+            check_value(key, v)
+            normal = apply(cfg, {key: v}).to_dict()[key]
+        except ConfigError as err:
+            raise ConfigError(f"point {key}={_show(v)}: {err}", "grid") from None
+        if _ident(normal) in seen:
+            raise ConfigError(f"point {key}={_show(v)} appears twice (a value is listed twice)", "grid")
+        seen.add(_ident(normal))
+        out.append(normal)
+    return out
+
+
+def _ident(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+def _label(values: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={_show(v)}" for k, v in values.items())
 
 
 def _show(v: Any) -> str:
@@ -117,6 +179,7 @@ class Group:
 
 def plan_runs(cfg: Config, grid: dict[str, list[Any]], seeds: Sequence[int]) -> tuple[list[dict], list[int], list[Group]]:
     """(grid point per run, seed per run, program groups): seeds vary fastest, groups in first-seen order."""
+    check_size(grid, len(seeds))
     points = expand(cfg, grid)
     run_grid = [p.values for p in points for _ in seeds]
     run_seeds = [int(s) for _ in points for s in seeds]
@@ -179,6 +242,7 @@ class SweepResult:
             env_steps_per_second=round(steps / max(train_s, 1e-9), 1),
             runs_per_second=round(len(runs) / max(train_s, 1e-9), 3),
             solve_rate=float(np.mean([r["solved"] for r in runs])),
+            statistics=sweep_statistics(runs),
             grid=self.grid,
             num_programs=len(self.groups),
             num_programs_compiled=self.num_programs_compiled,
@@ -189,6 +253,14 @@ class SweepResult:
             runs=runs,
         )
         return out
+
+
+def sweep_statistics(runs: list[dict]) -> dict[str, Any]:
+    """stats.run_statistics over all runs, plus the same per grid point (in point_table's order) under "points"."""
+    from .stats import run_statistics
+
+    points = [{"grid": group[0].get("grid", {}), **run_statistics(group)} for _, group in point_table({"runs": runs})]
+    return {**run_statistics(runs), "points": points}
 
 
 def run_sweep(
@@ -232,6 +304,19 @@ def sweep_csv(summary: dict[str, Any]) -> str:
     return buf.getvalue()
 
 
+def points_csv(summary: dict[str, Any]) -> str:
+    """One row per grid point: its values and the statistics over its seeds (stats.flat_columns)."""
+    from .stats import flat_columns, flat_row
+
+    keys = list(summary["grid"])
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["point", *keys, *flat_columns()])
+    for i, point in enumerate(summary["statistics"]["points"]):
+        w.writerow([i, *(_show(point["grid"].get(k, "")) for k in keys), *("" if v is None else v for v in flat_row(point))])
+    return buf.getvalue()
+
+
 def point_table(summary: dict[str, Any]) -> list[tuple[str, list[dict]]]:
     """Runs grouped by grid point, in sweep order: [(label, [run summaries])], one key per label line."""
     table: dict[str, list[dict]] = {}
@@ -242,7 +327,7 @@ def point_table(summary: dict[str, Any]) -> list[tuple[str, list[dict]]]:
 
 
 def sweep_plot(path: str, summary: dict[str, Any], title: str) -> None:
-    """Final eval return and first-solved step per grid point; each dot is a seed, bars the median."""
+    """Final eval return and first-solved step per grid point; each dot is a seed, the bar its IQM with a 95% bootstrap CI."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -254,27 +339,34 @@ def sweep_plot(path: str, summary: dict[str, Any], title: str) -> None:
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(width, 7), dpi=100, sharex=True)
     total = summary["total_env_steps"] or max(r.get("grid", {}).get("total_env_steps", 0) for r in summary["runs"])
     jitter = np.linspace(-0.2, 0.2, max(len(points[0][1]), 1)) if len(points[0][1]) > 1 else [0.0]
-    for xi, (_, runs) in zip(x, points, strict=True):
+    stats = summary.get("statistics", {}).get("points") or sweep_statistics(summary["runs"])["points"]
+    for xi, (_, runs), st in zip(x, points, stats, strict=True):
         finals = np.array([np.nan if r["final_eval_return_mean"] is None else r["final_eval_return_mean"] for r in runs])
         solved = np.array([np.nan if r["first_solved_env_step"] is None else r["first_solved_env_step"] for r in runs], float)
         dx = np.resize(jitter, len(runs))
         top.plot(xi + dx, finals, "o", ms=3, color="tab:blue", alpha=0.6)
-        if np.isfinite(finals).any():
-            top.hlines(np.nanmedian(finals), xi - 0.3, xi + 0.3, color="black", lw=2)
+        _iqm_bar(top, xi, st["final_eval_return"]["iqm"])
         ok = np.isfinite(solved)
         bottom.plot(xi + dx[ok], solved[ok], "o", ms=3, color="tab:green", alpha=0.6)
         bottom.plot(xi + dx[~ok], np.full((~ok).sum(), total), "x", ms=4, color="tab:red", alpha=0.6)
-        if ok.any():
-            bottom.hlines(np.median(solved[ok]), xi - 0.3, xi + 0.3, color="black", lw=2)
+        _iqm_bar(bottom, xi, st["first_solved_env_step"]["iqm"])
     top.axhline(SOLVED_RETURN, color="tab:red", ls="--", lw=1)
-    top.set(ylabel="final greedy eval return", ylim=(0, 520), title=title)
-    bottom.set(ylabel="first env step solved\n(x: never, drawn at the end)", ylim=(0, total * 1.05))
+    top.set(ylabel="final greedy eval return\n(bar: IQM, 95% CI)", ylim=(0, 520), title=title)
+    bottom.set(ylabel="first env step solved\n(x: never, drawn at the end;\nbar: IQM of the solved, 95% CI)", ylim=(0, total * 1.05))
     bottom.set_xticks(x, [label for label, _ in points], rotation=90 if len(points) > 12 else 0, fontsize=7)
     for ax in (top, bottom):
         ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def _iqm_bar(ax, x: float, est: dict) -> None:
+    """A black bar at the IQM with its CI as an error bar; nothing where there is no value."""
+    if est["value"] is None:
+        return
+    ax.hlines(est["value"], x - 0.3, x + 0.3, color="black", lw=2)
+    ax.errorbar(x, est["value"], yerr=[[est["value"] - est["ci"][0]], [est["ci"][1] - est["value"]]], color="black", capsize=4, lw=1.2)
 
 
 def network_groups(result: SweepResult) -> list[list[int]]:
@@ -287,7 +379,7 @@ def network_groups(result: SweepResult) -> list[list[int]]:
 
 
 def write_sweep(out: Path, result: SweepResult, title: str) -> dict[str, Any]:
-    """Write a sweep directory (train's files plus sweep.csv and sweep.png); summary.json goes last."""
+    """Write a sweep directory (train's files plus sweep.csv and sweep.png); the small files with the numbers first."""
     from .outputs import metrics_csv, write_atomic, write_json
     from .plots import learning_curve
     from .policy import save_policy
@@ -300,17 +392,19 @@ def write_sweep(out: Path, result: SweepResult, title: str) -> dict[str, Any]:
     write_atomic(out / "metrics.csv", metrics_csv(metrics, seeds, grids))
     params = [result.results[g].params[j] for g, j in result.run_index()]
     nets = network_groups(result)
-    for n, runs in enumerate(nets):
-        name = "policy.npz" if len(nets) == 1 else f"policy-{n}.npz"
-        net_cfg = result.groups[result.run_index()[runs[0]][0]].config
-        save_policy(out / name, [params[i] for i in runs], [seeds[i] for i in runs], net_cfg.to_dict())
+    names = ["policy.npz" if len(nets) == 1 else f"policy-{n}.npz" for n in range(len(nets))]
+    for name, runs in zip(names, nets, strict=True):
         for k, i in enumerate(runs):
             summary["runs"][i]["policy"] = {"file": name, "index": k}
     write_atomic(out / "sweep.csv", sweep_csv(summary))
+    write_atomic(out / "sweep_points.csv", points_csv(summary))
+    write_json(out / "summary.json", summary)
+    for name, runs in zip(names, nets, strict=True):
+        net_cfg = result.groups[result.run_index()[runs[0]][0]].config
+        save_policy(out / name, [params[i] for i in runs], [seeds[i] for i in runs], net_cfg.to_dict())
     labels = [f"seed {s} " + ", ".join(f"{k}={_show(v)}" for k, v in g.items()) for s, g in zip(seeds, grids, strict=True)]
     _write_png(out / "learning_curve.png", lambda p: learning_curve(p, metrics, labels, title))
     _write_png(out / "sweep.png", lambda p: sweep_plot(p, summary, title))
-    write_json(out / "summary.json", summary)
     return summary
 
 

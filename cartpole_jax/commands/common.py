@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
 from ..config import PRESETS, ConfigError, resolve
+from ..runlock import NAME as LOCK_NAME
 
 
 def positive_int(flag: str, lo: int = 1):
@@ -52,25 +54,80 @@ def add_out_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar or table")
 
 
-def check_out_dir(path: str | Path, force: bool) -> Path:
-    """Refuse a path that is a file, or a non-empty directory without force; create nothing."""
+def check_out_dir(path: str | Path, force: bool, num_chunks: int = 1) -> Path:
+    """Refuse a path that is a file, too long, or a non-empty directory without force; create nothing."""
     path = Path(path)
+    check_path_length(path, _longest_file(num_chunks))  # first: a name too long makes even stat() fail
     if path.exists() and not path.is_dir():
-        raise ConfigError(f"--out {path}: exists and is not a directory")
-    if path.is_dir() and any(path.iterdir()) and not force:
-        raise ConfigError(f"--out {path}: directory is not empty (pass --force to overwrite)")
+        raise ConfigError(f"--out {_short(path)}: exists and is not a directory")
+    if path.is_dir() and any(p.name != LOCK_NAME for p in path.iterdir()) and not force:
+        raise ConfigError(f"--out {_short(path)}: directory is not empty (pass --force to overwrite)")
     return path
 
 
-def prepare_out_dir(path: str | Path, force: bool) -> Path:
+def _longest_file(num_chunks: int) -> str:
+    """The longest path a run writes under its directory: a file of a checkpoint orbax is still writing.
+
+    With room to spare for tensorstore's temporary names, which are longer than the final ones.
+    """
+    return f"checkpoints/{num_chunks}.orbax-checkpoint-tmp-{'0' * 20}/state/ocdbt.process_0/d/{'0' * 32}.{'0' * 64}"
+
+
+def check_path_length(path: Path, inside: str) -> None:
+    """Refuse a directory under which `inside` would exceed the file system's name or path length limit.
+
+    Found up front, not at the first checkpoint minutes later (orbax writes the longest paths).
+    """
+    full = path.absolute() / inside
+    anchor = next((p for p in full.parents if _exists(p)), Path("/"))
+    try:
+        name_max, path_max = os.pathconf(anchor, "PC_NAME_MAX"), os.pathconf(anchor, "PC_PATH_MAX")
+    except (OSError, ValueError):
+        name_max, path_max = 255, 4096
+    longest = max(path.absolute().parts, key=lambda part: len(os.fsencode(part)))
+    if len(os.fsencode(longest)) > name_max:
+        raise ConfigError(f"--out {_short(path)}: a name in it is {len(os.fsencode(longest))} bytes long; "
+                          f"the file system allows {name_max}")
+    if len(os.fsencode(str(full))) >= path_max:
+        raise ConfigError(f"--out {_short(path)}: path too long ({len(os.fsencode(str(path.absolute())))} bytes); the run "
+                          f"writes files up to {len(os.fsencode(str(full)))} bytes long under it and the file system allows "
+                          f"{path_max - 1}")
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # a name too long, for one
+        return False
+
+
+def _short(path: Path, most: int = 80) -> str:
+    """A path for a one-line message: long ones cut in the middle."""
+    text = str(path)
+    return text if len(text) <= most else f"{text[: most // 2]}…{text[-most // 2:]}"
+
+
+# What train and sweep write; `--force` removes them so that no earlier run's file stays behind.
+RUN_FILES = ("summary.json", "metrics.csv", "learning_curve.png", "policy.npz", "sweep.csv", "sweep.png", "sweep_points.csv")
+
+
+def remove_outputs(path: Path) -> None:
+    """Remove an earlier run's result files from `path` (only the files a run writes; nothing else)."""
+    for name in [*RUN_FILES, *(p.name for p in path.glob("policy-*.npz"))]:
+        (path / name).unlink(missing_ok=True)
+
+
+def prepare_out_dir(path: str | Path, force: bool, num_chunks: int = 1) -> Path:
     """Create the run directory; a non-empty one is an error unless force."""
-    path = check_out_dir(path, force)
+    path = check_out_dir(path, force, num_chunks)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise ConfigError(f"--out {path}: cannot create it ({err.strerror})") from None
-    if not os.access(path, os.W_OK):
-        raise ConfigError(f"--out {path}: not writable")
+        raise ConfigError(f"--out {_short(path)}: cannot create it ({err.strerror})") from None
+    try:  # by trying: os.access says yes to root even on a read-only file system
+        tempfile.TemporaryFile(dir=path).close()
+    except OSError as err:
+        raise ConfigError(f"--out {_short(path)}: not writable ({err.strerror})") from None
     return path
 
 
@@ -145,6 +202,10 @@ def print_table(summary: dict, grid_keys: list[str] = ()) -> None:
         f"train {summary['train_seconds']:.1f} s  {summary['env_steps_per_second']:,.0f} env steps/s  "
         f"on {summary['device']} ×{summary['num_devices']}"
     )
+    from ..stats import describe
+
+    for line in describe(summary.get("statistics")):
+        console.print(line, markup=False, highlight=False)
 
 
 def fail(message: str, code: int = 2) -> int:

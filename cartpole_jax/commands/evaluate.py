@@ -98,6 +98,10 @@ def evaluate_run(run_dir, episodes: int = 100, seed_index: str = "all", seed: in
     """One row per evaluated policy: seed, episodes, mean, std, min, max, solved."""
     path = policy_path(run_dir)
     load_policy(path)  # a foreign or damaged file fails here with a PolicyError
+    if not use_gymnasium:
+        from ..host import devices
+
+        devices()  # a backend that cannot start fails here in one line
     rows = []
     for i in seed_indices(seed_index, num_policies(path)):
         policy = load_policy(path, i)

@@ -20,10 +20,12 @@ def add_parser(sub) -> None:
 
 
 def main(args) -> int:
+    from ..host import devices
     from ..render import render_gif
 
     path = policy_path(args.run_dir)
     policy = load_policy(path, args.seed_index)
+    devices()  # a backend that cannot start fails here in one line
     out = Path(args.out) if args.out else path.parent / "pole.gif"
     if not out.parent.is_dir():
         raise ConfigError(f"--out {out}: directory {out.parent} does not exist")

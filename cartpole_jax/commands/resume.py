@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
+from .. import tracking
 from ..config import ConfigError, from_dict
 from .train import train_into
 
@@ -21,6 +23,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("resume", help="continue a run directory from its latest checkpoint")
     p.add_argument("run_dir", metavar="RUN_DIR", help="directory written by `cartpole-jax train`")
     p.add_argument("--quiet", action="store_true", help="no progress bar or table")
+    tracking.add_flag(p, resume=True)
     for flag in REFUSED:
         p.add_argument(flag, dest="refused_" + flag[2:], nargs="?", const=True, default=None, help=argparse.SUPPRESS)
 
@@ -32,15 +35,64 @@ def main(args) -> int:
             f"resume takes no {given[0]}: it continues the run with the config, seeds and devices it was started with "
             "(start a new run with `cartpole-jax train` to change them)"
         )
-    from .. import checkpoint
+    from .. import checkpoint, runlock
 
     run_dir = Path(args.run_dir)
+    log = tracking.parse(getattr(args, "log", None) or tracking.recorded(run_dir))  # by default the loggers the run already used
     cfg = load_run_config(run_dir)[1]
-    state, done, meta = checkpoint.restore(run_dir, cfg)
+    with runlock.hold(run_dir, "cartpole-jax resume"):
+        if finished(run_dir):
+            raise ConfigError(f"{run_dir}: the run is already finished (its results are in summary.json); nothing to resume")
+        state, done, meta = checkpoint.restore(run_dir, cfg)
+        return _resume(run_dir, cfg, state, done, meta, args.quiet, log)
+
+
+def _resume(run_dir: Path, cfg, state, done: int, meta: dict, quiet: bool, log: tuple[str, ...] = ()) -> int:
+    from .. import checkpoint
+
     meta = checkpoint.make_meta(cfg, meta["preset"], meta["seeds"], meta["grid"], meta["devices"], meta.get("batching", "auto"))
-    if not args.quiet:
+    if not quiet:
         print(f"resuming {run_dir} after chunk {done}/{cfg.num_chunks}")
-    return train_into(run_dir, cfg, meta, args.quiet, resume=(state, done))
+    return train_into(run_dir, cfg, meta, quiet, resume=(state, done), log=log)
+
+
+def continue_run(run_dir: Path, preset: str, cfg, seeds: list[int], batching: str, quiet: bool, log: tuple[str, ...] = ()) -> int | None:
+    """`train --resume-if-exists`: finish or continue RUN_DIR if it holds this very run; None to start afresh.
+
+    Call with RUN_DIR's lock held. The same run is the same preset, config, seeds and batching.
+    """
+    from .. import checkpoint
+
+    try:
+        if load_run_config(run_dir) != (preset, cfg):
+            return None
+        summary = finished(run_dir)
+    except ConfigError:
+        return None
+    if summary is not None:
+        if [r["seed"] for r in summary.get("runs", [])] != seeds:
+            return None
+        print(f"cartpole-jax: {run_dir}: this run is already finished (results in summary.json); nothing to do", file=sys.stderr)
+        return 0
+    if not checkpoint.steps(run_dir):
+        return None
+    state, done, meta = checkpoint.restore(run_dir, cfg)
+    if meta["seeds"] != seeds or meta.get("batching", "auto") != batching:
+        return None
+    return _resume(run_dir, cfg, state, done, meta, quiet, log)
+
+
+def finished(run_dir: Path) -> dict | None:
+    """RUN_DIR's summary.json if it records a run that reached its last env step without failing, else None."""
+    path = run_dir / "summary.json"
+    if not path.is_file():
+        return None
+    try:
+        summary = json.loads(path.read_text())
+        done = summary.get("failed") is None and summary["env_steps_done"] == summary["total_env_steps"]
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError, KeyError, TypeError) as err:
+        raise ConfigError(f"{path}: not a readable run summary ({err.__class__.__name__}); move it away to resume") from None
+    return summary if done else None
 
 
 def load_run_config(run_dir: Path):
@@ -52,10 +104,14 @@ def load_run_config(run_dir: Path):
         raise ConfigError(f"{run_dir}: not a run directory (no config.json)")
     try:
         data = json.loads(path.read_text())
-        preset = data.pop("preset", "custom")
-    except (OSError, UnicodeDecodeError, ValueError, AttributeError) as err:
+    except (OSError, UnicodeDecodeError, ValueError) as err:
         raise ConfigError(f"{path}: not a readable run config ({err.__class__.__name__})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: not a run config (a JSON {type(data).__name__}, not an object)")
+    preset = data.pop("preset", "custom")
     try:
         return preset, from_dict(data)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
+    except (TypeError, ValueError) as err:  # a value of a type no config field takes
+        raise ConfigError(f"{path}: not a run config ({err.__class__.__name__})") from None

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import sys
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 
-from .. import distributed
+from .. import distributed, runlock, tracking
 from .common import (
     add_config_flags,
     add_out_flags,
     add_seed_flags,
     check_fit,
+    check_out_dir,
     config_from_args,
     default_out,
     prepare_out_dir,
     print_table,
     progress_bar,
+    remove_outputs,
 )
+from .stopping import stop_on_signals
 
 
 def add_parser(sub) -> None:
@@ -27,18 +30,21 @@ def add_parser(sub) -> None:
     add_seed_flags(p)
     add_out_flags(p)
     distributed.add_flags(p)
+    tracking.add_flag(p)
 
 
 def main(args) -> int:
+    # a logger that is not installed fails before anything is written or compiled (args built by hand may lack --log)
+    log = tracking.parse(getattr(args, "log", []))
     distributed.setup(args)  # before anything touches a device
     from ..planner import make_plan
     from ..program import pick_devices
-    from ..sweep import parse_grid, plan_runs, run_sweep, throughput, write_sweep
+    from ..sweep import parse_grid, plan_runs
 
     preset, cfg = config_from_args(args)
     grid = parse_grid(args.grid)
     seeds = range(args.seed, args.seed + args.seeds)
-    _, _, groups = plan_runs(cfg, grid, seeds)
+    run_grid, run_seeds, groups = plan_runs(cfg, grid, seeds)
     check_fit([make_plan(g.config, len(g.runs), pick_devices(args.devices, len(g.runs)), args.batching) for g in groups])
     if len(groups) > 1:
         static = ", ".join(k for k in groups[0].static)
@@ -46,20 +52,36 @@ def main(args) -> int:
               "(one per static combination); vmappable keys are batched inside each", file=sys.stderr)
     writer = distributed.is_writer()
     out = prepare_out_dir(args.out or default_out(f"sweep-{preset}"), args.force) if writer else None
+    with runlock.hold(out, "cartpole-jax sweep") if writer else nullcontext():
+        if writer:
+            check_out_dir(out, args.force)  # again under the lock: another command may have filled it meanwhile
+            remove_outputs(out)
+        tracker = tracking.Tracker(out, log, tracking.run_specs(cfg.to_dict(), preset, run_seeds, run_grid), fresh=True)
+        return _sweep(args, out, preset, cfg, grid, seeds, groups, tracker)
+
+
+def _sweep(args, out, preset: str, cfg, grid: dict, seeds, groups, tracker) -> int:
+    """Train every group, streaming to `tracker`, and write the sweep directory (`out` None: not this process's job)."""
+    from ..sweep import run_sweep, throughput, write_sweep
+
     num_runs = sum(len(g.runs) for g in groups)
-    with ExitStack() as bars:
+    with ExitStack() as bars, tracker:
 
         def progress(i, group):
             bars.close()  # finish the previous program's bar
             label = f"{preset} sweep" + (f" {i + 1}/{len(groups)}" if len(groups) > 1 else "") + f" ×{len(group.runs)}"
-            return bars.enter_context(progress_bar(args.quiet, group.config.num_chunks, label))
+            return tracking.chain(bars.enter_context(progress_bar(args.quiet, group.config.num_chunks, label)), tracker.feed(group.runs))
 
         result = run_sweep(cfg, grid, seeds, preset=preset, devices=args.devices, batching=args.batching, progress=progress)
-    if not writer:
+    if out is None:
         return 0
-    summary = write_sweep(out, result, f"{preset} sweep: {num_runs} runs")
+    with stop_on_signals("finishing the sweep's files first") as stop:  # a signal never cuts them short
+        summary = write_sweep(out, result, f"{preset} sweep: {num_runs} runs")
     if not args.quiet:
         print_table(summary, list(grid))
         print(throughput(summary))
         print(f"sweep directory: {out}")
+    if stop.is_set():
+        print(f"cartpole-jax: {stop.name} came as the sweep ended; it is finished and all its files are written", file=sys.stderr)
+        return stop.code
     return 0

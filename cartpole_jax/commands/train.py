@@ -1,21 +1,19 @@
 """`cartpole-jax train`: N seeds of one config in one compiled call, written to a run directory.
 
-Checkpoints are taken between chunks; Ctrl-C stops at the next chunk boundary, saves and exits 130;
-a non-finite loss stops the run, keeps the last good checkpoint and records the failure (exit 1).
+Checkpoints are taken between chunks; Ctrl-C (SIGTERM) stops at the next chunk boundary, saves and
+exits 130 (143); a non-finite loss stops the run, keeps the last good checkpoint and records the
+failure (exit 1). The run directory is locked for the whole run (`runlock`).
 """
 
 from __future__ import annotations
 
 import shlex
 import shutil
-import signal
 import sys
-import threading
-from contextlib import contextmanager
 from pathlib import Path
 
-from .. import distributed
-from ..config import Config
+from .. import distributed, runlock, tracking
+from ..config import Config, ConfigError
 from ..errors import NonFiniteError
 from .common import (
     add_config_flags,
@@ -29,7 +27,9 @@ from .common import (
     prepare_out_dir,
     print_table,
     progress_bar,
+    remove_outputs,
 )
+from .stopping import stop_on_signals
 
 
 def add_parser(sub) -> None:
@@ -37,10 +37,16 @@ def add_parser(sub) -> None:
     add_config_flags(p)
     add_seed_flags(p)
     add_out_flags(p)
+    p.add_argument("--resume-if-exists", action="store_true",
+                   help="if --out holds this run (same config and seeds), continue it from its checkpoint, or do nothing "
+                        "if it is finished; otherwise start as usual (for job scripts that are requeued)")
     distributed.add_flags(p)
+    tracking.add_flag(p)
 
 
 def main(args) -> int:
+    # a logger that is not installed fails before anything is written or compiled (args built by hand may lack --log)
+    log = tracking.parse(getattr(args, "log", []))
     distributed.setup(args)
     preset, cfg = config_from_args(args)
     from .. import checkpoint, planner
@@ -48,20 +54,42 @@ def main(args) -> int:
     from ..program import pick_devices
 
     pick_devices(args.devices, args.seeds)  # a bad --devices fails before anything is written
-    check_out_dir(args.out or default_out(preset), args.force)  # cheap checks before the planner traces
+    out = args.out or default_out(preset)
+    force = args.force or (args.resume_if_exists and _same_run_dir(out, preset, cfg))
+    check_out_dir(out, force, cfg.num_chunks)  # cheap checks before the planner traces
     check_fit([planner.make_plan(cfg, args.seeds, pick_devices(args.devices, args.seeds), args.batching)])
-    out = prepare_out_dir(args.out or default_out(preset), args.force)
-    # With --force, an earlier run's checkpoints would be resumed instead of (or pruned before) ours.
-    shutil.rmtree(checkpoint.directory(out), ignore_errors=True)
-    # Written first so that a run killed at any moment can be resumed from its checkpoints.
-    write_json(out / "config.json", {"preset": preset, **cfg.to_dict()})
+    out = prepare_out_dir(out, force, cfg.num_chunks)
     seeds = list(range(args.seed, args.seed + args.seeds))
-    meta = checkpoint.make_meta(cfg, preset, seeds, [{} for _ in seeds], args.devices, args.batching)
-    return train_into(out, cfg, meta, args.quiet)
+    with runlock.hold(out, "cartpole-jax train"):
+        if args.resume_if_exists:
+            from .resume import continue_run
+
+            code = continue_run(out, preset, cfg, seeds, args.batching, args.quiet, log)
+            if code is not None:
+                return code
+        check_out_dir(out, force)  # again under the lock: another command may have filled it meanwhile
+        # With --force, an earlier run's checkpoints would be resumed instead of (or pruned before) ours,
+        # and its summary.json would say a run is finished that is not.
+        remove_outputs(out)
+        shutil.rmtree(checkpoint.directory(out), ignore_errors=True)
+        # Written first so that a run killed at any moment can be resumed from its checkpoints.
+        write_json(out / "config.json", {"preset": preset, **cfg.to_dict()})
+        meta = checkpoint.make_meta(cfg, preset, seeds, [{} for _ in seeds], args.devices, args.batching)
+        return train_into(out, cfg, meta, args.quiet, log=log)
 
 
-def train_into(out: Path, cfg: Config, meta: dict, quiet: bool, resume: tuple | None = None) -> int:
-    """Train (or continue) the run described by checkpoint `meta` in `out`; the command's exit code."""
+def _same_run_dir(out: str, preset: str, cfg: Config) -> bool:
+    """Whether `out` holds a run of this preset and config (which --resume-if-exists may take over)."""
+    from .resume import load_run_config
+
+    try:
+        return load_run_config(Path(out)) == (preset, cfg)
+    except ConfigError:
+        return False
+
+
+def train_into(out: Path, cfg: Config, meta: dict, quiet: bool, resume: tuple | None = None, log: tuple[str, ...] = ()) -> int:
+    """Train (or continue) the run described by checkpoint `meta` in `out`, streaming to the loggers `log`; the exit code."""
     from .. import checkpoint
     from ..driver import train_runs
     from ..outputs import write_run
@@ -70,54 +98,42 @@ def train_into(out: Path, cfg: Config, meta: dict, quiet: bool, resume: tuple | 
     title = f"{preset}: {len(seeds)} seed(s)"
 
     bar = progress_bar(quiet, cfg.num_chunks, f"{preset} ×{len(seeds)}")
-    with _stop_on_sigint() as stop, checkpoint.BackgroundSaver() as saver, bar as progress:
+    tracker = tracking.Tracker(out, log, tracking.run_specs(cfg.to_dict(), preset, seeds, meta["grid"]), fresh=resume is None)
+    with stop_on_signals() as stop:  # held until the last file is written: a signal never cuts a write short
+        with checkpoint.BackgroundSaver() as saver, bar as progress, tracker:
+            from ..results import env_steps_done
 
-        def after_chunk(done: int, state, program) -> bool:
-            due = cfg.checkpoint_every > 0 and done % cfg.checkpoint_every == 0
-            if due or stop.is_set():
-                saver.submit(out, checkpoint.to_host(state, len(seeds)), done, meta, cfg.keep_checkpoints)
-            return not stop.is_set()
+            progress = tracking.chain(progress, tracker.feed(range(len(seeds)), env_steps_done(cfg, resume[1] if resume else 0)))
 
-        try:
-            result = train_runs(
-                cfg, seeds, meta["grid"], preset=preset, devices=meta["devices"], batching=meta["batching"], progress=progress,
-                resume=resume, after_chunk=after_chunk,
+            def after_chunk(done: int, state, program) -> bool:
+                due = cfg.checkpoint_every > 0 and done % cfg.checkpoint_every == 0
+                if due or stop.is_set():
+                    saver.submit(out, checkpoint.to_host(state, len(seeds)), done, meta, cfg.keep_checkpoints)
+                return not stop.is_set()
+
+            try:
+                result = train_runs(
+                    cfg, seeds, meta["grid"], preset=preset, devices=meta["devices"], batching=meta["batching"],
+                    progress=progress, resume=resume, after_chunk=after_chunk,
+                )
+            except NonFiniteError as err:
+                saver.wait()  # the last good checkpoint is on disk before the failure names it
+                return _record_failure(out, err)
+        if result.interrupted:
+            print(
+                f"cartpole-jax: interrupted ({stop.name}) after chunk {result.chunks_done}/{cfg.num_chunks}; checkpoint saved. "
+                f"Resume with: cartpole-jax resume {shlex.quote(str(out))}",
+                file=sys.stderr,
             )
-        except NonFiniteError as err:
-            saver.wait()  # the last good checkpoint is on disk before the failure names it
-            return _record_failure(out, err)
-    if result.interrupted:
-        print(
-            f"cartpole-jax: interrupted after chunk {result.chunks_done}/{cfg.num_chunks}; checkpoint saved. "
-            f"Resume with: cartpole-jax resume {shlex.quote(str(out))}",
-            file=sys.stderr,
-        )
-        return 130
-    summary = write_run(out, result, title)
+            return stop.code
+        summary = write_run(out, result, title)
     if not quiet:
         print_table(summary)
         print(f"run directory: {out}")
+    if stop.is_set():  # it came during the last chunk or the final writes: both were completed
+        print(f"cartpole-jax: {stop.name} came as the run ended; it is finished and all its files are written", file=sys.stderr)
+        return stop.code
     return 0
-
-
-@contextmanager
-def _stop_on_sigint():
-    """A flag the first Ctrl-C sets (the run stops at the next chunk boundary); a second one aborts."""
-    stop = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield stop
-        return
-
-    def handler(signum, frame):
-        stop.set()
-        print("\ncartpole-jax: stopping after this chunk (Ctrl-C again to abort)", file=sys.stderr)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield stop
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def _record_failure(out: Path, err: NonFiniteError) -> int:
