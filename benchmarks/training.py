@@ -62,7 +62,7 @@ def bench_train(preset: str, num_seeds: int, chunk_env_steps: int, repeats: int 
     return record("train", "cartpole_jax", steps, list(chunk_seconds[warm:]), preset=preset, num_envs=cfg.num_envs,
                   num_seeds=num_seeds, compile_seconds=result.compile_seconds, warmup_seconds=float(np.sum(chunk_seconds[:warm])),
                   warmup_chunks=warm, chunk_env_steps_per_seed=steps // num_seeds, gradient_steps_per_seed=updates,
-                  num_chunks=cfg.num_chunks, batching=mode)
+                  num_chunks=cfg.num_chunks, batching=mode, loop="branch_free" if schedule.branch_free(cfg) else "general")
 
 
 def synthetic_batches(num: int, batch_size: int, n_step: int = 1, seed: int = 0) -> Transition:

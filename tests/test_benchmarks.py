@@ -129,3 +129,68 @@ def test_reliability_record_counts_by_hand():
     assert rec["final_hist"] == [0, 1, 0, 1, 0, 1]  # 300 in [300, 400), 460 in [450, 475), 500 in [490, 501)
     two_never = point_record("g", [], {}, [0, 1], runs[1:], evals[1:], np.array([2000.0, 4000.0]))
     assert two_never["median_first"] is None  # the median is "never"
+
+
+def test_scaling_sizes_follow_the_planner():
+    from benchmarks.throughput import SCALING_PLANS, planned_sizes, scaling_sizes
+    from cartpole_jax.planner import max_runs_per_device
+
+    base = (1, 1024, 4096, 16384)
+    assert scaling_sizes(43_000, base) == ([1, 1024, 4096, 16384, 43_000], [])
+    assert scaling_sizes(3_000, base) == ([1, 1024, 3_000], [])  # sizes that would not fit are never tried
+    assert scaling_sizes(43_000, base, largest=1024) == ([1, 1024], [4096, 16384, 43_000])
+    assert scaling_sizes(0, base) == ([], [])
+    cfg = training.timing_config("default", 2_000)
+    capacity = 105 * 2**30  # about what jax leaves itself on an H200 (75% of 141 GB)
+    sizes = planned_sizes(cfg, capacity, SCALING_PLANS["gpu", False])
+    most = max_runs_per_device(cfg, capacity, "vmap")
+    assert sizes["sizes"] == [1, 1024, 4096, 16384, most] and most > 16384
+    assert sizes["peak_bytes_at_max"] <= 0.9 * capacity
+
+
+def test_control_flow_counts_one_preset_quickly(tmp_path):
+    out = tmp_path / "cf.json"
+    script = ROOT / "benchmarks" / "control_flow.py"
+    subprocess.run([sys.executable, str(script), "--quick", "--presets", "default", "--runs", "1", "--out", str(out)],
+                   check=True, capture_output=True, timeout=120)
+    data = json.loads(out.read_text())
+    part = data["presets"]["default"]
+    assert part["config"]["branch_free"] and part["config"]["steps_per_eval"] == 500  # the preset's shape, shrunk
+    assert part["config"]["gradient_steps_per_step"] == 2 and part["config"]["periods_per_chunk"] == 2
+    assert part["after"]["counts"]["per_step"] == 0 and part["before"]["counts"]["per_step"] == 4
+    assert [r["loop"] for r in data["table"]] == ["general", "branch-free"] and data["meta"]["quick"]
+
+
+def _canned_steps() -> dict:
+    """What --scaling's steps return, made up: two sizes, one variant, a cold and a warm CLI run."""
+    rec = lambda kind, n, sps: {"kind": kind, "num_seeds": n, "steps_per_second": sps, "compile_seconds": 5.0}
+    records = [rec("train", 1, 70_000.0), rec("update_bound", 1, 100_000.0), rec("env_bound", 1, 1e6),
+               rec("train", 4096, 40e6), rec("update_bound", 4096, 45e6), rec("env_bound", 4096, 1e9)]
+    sizes = {"meta": {"device_kind": "fake"}, "planner": {"max_runs_per_device": 4096, "left_out": []}, "records": records, "skipped": []}
+    outcome = {"returncode": 0, "seconds": 1.0, "killed_at_limit": False, "tail": []}
+    cli = lambda cache, wall: {**outcome, "command": "cartpole-jax train", "seeds": 1024, "compile_cache": cache, "wall_seconds": wall}
+    variant = {**outcome, "xla_flags": "--xla_gpu_enable_command_buffer=", "result": {"records": [rec("train", 1, 35_000.0)]}}
+    return {"sizes": {**outcome, "result": sizes}, "cmdbuf_off": variant, "cli_cold": cli("cold", 9.5), "cli_warm": cli("warm", 4.0)}
+
+
+def test_scaling_report_checks_the_targets(tmp_path):
+    from benchmarks.throughput import SCALING_PLANS, assemble, write_scaling
+
+    result = assemble(SCALING_PLANS["gpu", False], _canned_steps(), [], "gpu", False, 12.0)
+    met = {(t["name"], t.get("num_seeds")): t["met"] for t in result["targets"]}
+    assert met[("default_1_seed_steps_per_second", None)] is True
+    assert met[("train_vs_update_bound", 1)] is False and met[("train_vs_update_bound", 4096)] is True  # 0.7 and 0.89
+    assert met[("largest_count_steps_per_second", 4096)] is False  # 40M < 50M
+    assert met[("cli_1024_seeds_wall_seconds", 1024)] is False  # the cold run, 9.5 s
+    write_scaling(result, tmp_path)
+    md = (tmp_path / "scaling.md").read_text()
+    assert "| off |" in md and "0.50 |" in md  # the variant against XLA's default at 1 seed
+    assert (tmp_path / "scaling.png").stat().st_size > 0 and json.loads((tmp_path / "scaling.json").read_text())["targets"]
+
+
+def test_scaling_child_is_killed_at_its_limit():
+    from benchmarks.throughput import child_env, run_child
+
+    sleeper = [sys.executable, "-c", "print('started', flush=True); import time; time.sleep(30)"]
+    res = run_child(sleeper, 1.0, child_env(), log=lambda s: None)
+    assert res["killed_at_limit"] and res["returncode"] != 0 and res["tail"] == ["started"] and res["seconds"] < 10
