@@ -13,6 +13,7 @@ import argparse
 import signal
 import sys
 import threading
+import time
 
 from .commands import compare as compare_cmd
 from .commands import config as config_cmd
@@ -22,7 +23,9 @@ from .commands import render as render_cmd
 from .commands import resume as resume_cmd
 from .commands import sweep as sweep_cmd
 from .commands import train as train_cmd
-from .commands.common import fail
+from .commands.common import config_from_args, fail
+
+STARTED = time.perf_counter()  # as the CLI starts: summary.json's startup_seconds count from here
 
 COMMANDS = {
     "config": config_cmd,
@@ -75,14 +78,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .errors import CheckpointError, NonFiniteError, PolicyError, UsageError, no_space, render
-    from .host import use_compilation_cache, use_cpu_cores
 
-    use_cpu_cores()  # before any command touches jax: seeds on CPU then spread over all cores
-    use_compilation_cache(warn=lambda text: print(f"cartpole-jax: warning: {text}", file=sys.stderr))
+    command = COMMANDS[args.command]
+    args.started = STARTED
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
-        return COMMANDS[args.command].main(args)
+        if hasattr(args, "sets"):
+            config_from_args(args)  # bad config is one line in a fraction of a second, before jax loads
+        if getattr(command, "USES_JAX", True):
+            _start_jax()
+        return command.main(args)
     except UsageError as err:  # the library names the argument; the CLI owns the flag
         return fail(render(err.message, err.param and err.param.replace("_", "-"), prefix="--"))
     except (CheckpointError, PolicyError) as err:
@@ -99,6 +105,14 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _start_jax() -> None:
+    """Set jax up before any command touches it: seeds on CPU spread over all cores, the compile cache."""
+    from .host import use_compilation_cache, use_cpu_cores
+
+    use_cpu_cores()
+    use_compilation_cache(warn=lambda text: print(f"cartpole-jax: warning: {text}", file=sys.stderr))
 
 
 def _where(err: BaseException) -> str:

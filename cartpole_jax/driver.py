@@ -39,6 +39,7 @@ def train_runs(
     `resume=(state, chunks_done)` continues a saved batched state; `after_chunk(chunks_done, state,
     program)` runs between chunks (checkpoints, signals) and returns False to stop early.
     """
+    started = time.perf_counter()
     seeds = [int(s) for s in seeds]
     grid = [dict(g) for g in grid] if grid is not None else [{} for _ in seeds]
     program = Program.get(cfg, len(seeds), pick_devices(devices, len(seeds)), batching)
@@ -46,7 +47,7 @@ def train_runs(
     compile_seconds = program.compile(keys, hps)
     collect = lambda state, done, seconds, interrupted=False: RunResult.collect(
         state, program, config=cfg, preset=preset, seeds=seeds, grid=grid, compile_seconds=compile_seconds,
-        train_seconds=seconds, chunks_done=done, interrupted=interrupted,
+        train_seconds=seconds, chunks_done=done, interrupted=interrupted, started=started,
     )
 
     if resume is None:

@@ -1,7 +1,7 @@
 """How jax is set up in this process before it starts: CPU devices per core, the on-disk compile cache.
 
-Both must run before jax computes anything; the CLI calls them first. Kept apart from the trainer
-so that a bad flag is reported before anything heavy is imported.
+Both must run before jax computes anything; the CLI calls them once the command's config is known
+to be good, so that bad input is reported before jax is imported (it takes seconds).
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ import tempfile
 import warnings
 from collections.abc import Callable
 
-import jax
-
 from .errors import UsageError
 
 
@@ -21,6 +19,8 @@ def use_cpu_cores() -> int | None:
 
     Returns the count set, or None where it left jax alone. Call before any jax computation.
     """
+    import jax
+
     if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "") or "JAX_NUM_CPU_DEVICES" in os.environ:
         return None
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -43,6 +43,8 @@ def use_compilation_cache(environ=os.environ, warn: Callable[[str], None] | None
     CARTPOLE_JAX_CACHE=off turns it off, and a JAX_COMPILATION_CACHE_DIR of the user's own wins.
     A folder that cannot be created or written is skipped, with one line to `warn`. Returns the folder used, or None.
     """
+    import jax
+
     # jax warns in four lines for every cache entry it fails to write or read; a cache is only a speed-up
     warnings.filterwarnings("ignore", message="Error (writing|reading) persistent compilation cache entry")
     if environ.get("JAX_COMPILATION_CACHE_DIR") or jax.config.jax_compilation_cache_dir:
@@ -66,6 +68,8 @@ def use_compilation_cache(environ=os.environ, warn: Callable[[str], None] | None
 
 def devices(backend: str | None = None) -> list:
     """jax.devices(backend), with a backend that cannot start reported as one UsageError line."""
+    import jax
+
     try:
         return jax.devices(backend)
     except RuntimeError as err:

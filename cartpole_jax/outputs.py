@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -40,18 +41,26 @@ def _cell(x: float) -> str:
     return "" if np.isnan(x) else f"{x:.6g}"
 
 
-def write_run(out: Path, result, title: str) -> dict:
+def write_run(out: Path, result, title: str, started: float | None = None) -> dict:
     """Write config.json, metrics.csv, summary.json, policy.npz and learning_curve.png; return the summary.
 
-    The small files with the numbers come first: on a full disk the results survive the plot.
+    The small files with the numbers come first: on a full disk the results survive the plot. With
+    `started` (perf_counter at the process's start) summary.json accounts for the whole wall time:
+    startup (imports, checks, planning) before the compile, and the outputs after training.
     """
     from .plots import learning_curve
 
+    t0 = time.perf_counter()
     summary = result.summary()
+    if started is not None:
+        summary["startup_seconds"] = round(result.started - started, 3)
     write_json(out / "config.json", {"preset": result.preset, **result.config.to_dict()})
     write_atomic(out / "metrics.csv", metrics_csv(result.metrics, result.seeds, result.grid))
     write_json(out / "summary.json", summary)
     save_policy(out / "policy.npz", result.params, result.seeds, result.config.to_dict())
     with replacing(out / "learning_curve.png") as tmp:
         learning_curve(tmp, result.metrics, [f"seed {s}" for s in result.seeds], title)
+    if started is not None:  # written again, now that the outputs' time is known
+        summary["outputs_seconds"] = round(time.perf_counter() - t0, 3)
+        write_json(out / "summary.json", summary)
     return summary

@@ -76,10 +76,11 @@ class RunResult:
     interrupted: bool = False
     chunks_done: int = 0
     batching: str = "map"  # how the runs shared a device: "map" or "vmap"
+    started: float = 0.0  # perf_counter when the call began, before compiling
 
     @classmethod
     def collect(cls, state, program, *, config: Config, preset: str, seeds: list[int], grid: list[dict[str, Any]], compile_seconds: float,
-                train_seconds: float, chunks_done: int, interrupted: bool = False) -> RunResult:
+                train_seconds: float, chunks_done: int, interrupted: bool = False, started: float = 0.0) -> RunResult:
         """Gather a batched state's metrics and parameters to the host (dropping padded runs)."""
         metrics = to_host(state.metrics)[: len(seeds)]
         params = to_host(state.learner.params)
@@ -87,7 +88,7 @@ class RunResult:
         return cls(
             config=config, preset=preset, seeds=seeds, grid=grid, metrics=metrics, params=per_run,
             compile_seconds=compile_seconds, train_seconds=train_seconds, num_devices=len(program.devices),
-            state=state, interrupted=interrupted, chunks_done=chunks_done, batching=program.batching,
+            state=state, interrupted=interrupted, chunks_done=chunks_done, batching=program.batching, started=started,
         )
 
     def summary(self) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .core.types import METRIC
+from .core.metrics import METRIC
 from .errors import UsageError
 
 # name: (module it needs, pip extra that installs it)

@@ -45,3 +45,20 @@ def test_no_module_reads_another_s_private_attributes():
         for n, line in enumerate(path.read_text().splitlines(), 1):
             code = line.split("#", 1)[0]
             assert not private.search(code), f"{path.relative_to(PACKAGE)}:{n}: {line.strip()}"
+
+
+def test_the_cli_parses_validates_and_prints_a_config_without_jax():
+    """--help, config and a bad --set answer in a fraction of a second: jax (seconds to import) stays out."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, io, contextlib\n"
+        "from cartpole_jax.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):\n"
+        "    assert main(['config']) == 0\n"
+        "    assert main(['train', '--set', 'gamma=2', '--out', 'never']) == 2\n"
+        "assert 'jax' not in sys.modules and 'flax' not in sys.modules, sorted(m for m in sys.modules if 'jax' in m)[:5]\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr

@@ -17,3 +17,6 @@ def test_train_writes_run_dir(tmp_path, capsys):
     assert {"config.json", "metrics.csv", "summary.json", "policy.npz", "learning_curve.png"} <= names
     summary = json.loads((out / "summary.json").read_text())
     assert summary["num_seeds"] == 2 and [r["seed"] for r in summary["runs"]] == [0, 1]
+    # the whole wall time is accounted for: startup (imports, checks, planning), compile, train, outputs
+    parts = [summary[k] for k in ("startup_seconds", "compile_seconds", "train_seconds", "outputs_seconds")]
+    assert all(p >= 0 for p in parts) and summary["outputs_seconds"] > 0

@@ -20,6 +20,9 @@ from ..config import SOLVED_RETURN, ConfigError
 FILES = ("compare.json", "aggregates.png", "profiles.png")
 
 
+USES_JAX = False  # the CLI starts jax only for commands that need it
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser("compare", help="compare run or sweep directories over seeds: probability of improvement, "
                                        "IQM/median/mean with CIs, performance profiles")

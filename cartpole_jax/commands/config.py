@@ -6,6 +6,8 @@ import json
 
 from .common import add_config_flags, config_from_args
 
+USES_JAX = False  # the CLI starts jax only for commands that need it
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("config", help="print the resolved config as JSON")

@@ -75,7 +75,7 @@ def main(args) -> int:
         # Written first so that a run killed at any moment can be resumed from its checkpoints.
         write_json(out / "config.json", {"preset": preset, **cfg.to_dict()})
         meta = checkpoint.make_meta(cfg, preset, seeds, [{} for _ in seeds], args.devices, args.batching)
-        return train_into(out, cfg, meta, args.quiet, log=log)
+        return train_into(out, cfg, meta, args.quiet, log=log, started=getattr(args, "started", None))
 
 
 def _same_run_dir(out: str, preset: str, cfg: Config) -> bool:
@@ -88,8 +88,12 @@ def _same_run_dir(out: str, preset: str, cfg: Config) -> bool:
         return False
 
 
-def train_into(out: Path, cfg: Config, meta: dict, quiet: bool, resume: tuple | None = None, log: tuple[str, ...] = ()) -> int:
-    """Train (or continue) the run described by checkpoint `meta` in `out`, streaming to the loggers `log`; the exit code."""
+def train_into(out: Path, cfg: Config, meta: dict, quiet: bool, resume: tuple | None = None, log: tuple[str, ...] = (),
+               started: float | None = None) -> int:
+    """Train (or continue) the run described by checkpoint `meta` in `out`, streaming to the loggers `log`; the exit code.
+
+    started: perf_counter at the process's start, for summary.json's startup_seconds.
+    """
     from .. import checkpoint
     from ..driver import train_runs
     from ..outputs import write_run
@@ -126,7 +130,7 @@ def train_into(out: Path, cfg: Config, meta: dict, quiet: bool, resume: tuple | 
                 file=sys.stderr,
             )
             return stop.code
-        summary = write_run(out, result, title)
+        summary = write_run(out, result, title, started)
     if not quiet:
         print_table(summary)
         print(f"run directory: {out}")

@@ -7,9 +7,7 @@ from typing import Any
 import jax
 from flax import struct
 
-# Columns of RunState.metrics, one row per evaluation.
-METRIC_COLUMNS = ("env_step", "eval_return_mean", "eval_return_std", "train_return_mean", "loss", "epsilon")
-METRIC = {name: i for i, name in enumerate(METRIC_COLUMNS)}  # read a column by name: rows[:, METRIC["loss"]]
+from .metrics import METRIC, METRIC_COLUMNS  # noqa: F401  (re-exported: the metrics table's columns)
 
 
 @struct.dataclass
