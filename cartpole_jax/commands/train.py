@@ -10,6 +10,7 @@ from __future__ import annotations
 import shlex
 import shutil
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 from .. import distributed, runlock, tracking
@@ -49,33 +50,57 @@ def main(args) -> int:
     log = tracking.parse(getattr(args, "log", []))
     distributed.setup(args)
     preset, cfg = config_from_args(args)
-    from .. import checkpoint, planner
-    from ..outputs import write_json
+    from .. import checkpoint
     from ..program import pick_devices
 
     pick_devices(args.devices, args.seeds)  # a bad --devices fails before anything is written
-    out = args.out or default_out(preset)
-    force = args.force or (args.resume_if_exists and _same_run_dir(out, preset, cfg))
-    check_out_dir(out, force, cfg.num_chunks)  # cheap checks before the planner traces
-    check_fit([planner.make_plan(cfg, args.seeds, pick_devices(args.devices, args.seeds), args.batching)])
-    out = prepare_out_dir(out, force, cfg.num_chunks)
+    if args.resume_if_exists and distributed.is_multiprocess():
+        raise ConfigError("--resume-if-exists is not available in a multi-process job; "
+                          "start the job with `cartpole-jax resume RUN_DIR` on every process instead")
     seeds = list(range(args.seed, args.seed + args.seeds))
-    with runlock.hold(out, "cartpole-jax train"):
+    with ExitStack() as held:
+        # Process 0 alone checks, creates, locks and starts the run directory; the others take its verdict.
+        out, force = distributed.on_writer(_claim, args, preset, cfg, held)
+        out = Path(out)
         if args.resume_if_exists:
             from .resume import continue_run
 
             code = continue_run(out, preset, cfg, seeds, args.batching, args.quiet, log)
             if code is not None:
                 return code
-        check_out_dir(out, force)  # again under the lock: another command may have filled it meanwhile
-        # With --force, an earlier run's checkpoints would be resumed instead of (or pruned before) ours,
-        # and its summary.json would say a run is finished that is not.
-        remove_outputs(out)
-        shutil.rmtree(checkpoint.directory(out), ignore_errors=True)
-        # Written first so that a run killed at any moment can be resumed from its checkpoints.
-        write_json(out / "config.json", {"preset": preset, **cfg.to_dict()})
+            _start(out, preset, cfg, force)
         meta = checkpoint.make_meta(cfg, preset, seeds, [{} for _ in seeds], args.devices, args.batching)
         return train_into(out, cfg, meta, args.quiet, log=log, started=getattr(args, "started", None))
+
+
+def _claim(args, preset: str, cfg: Config, held: ExitStack) -> list:
+    """[run directory, force]: checked, created and locked (until `held` closes); a fresh run started in it."""
+    from .. import planner
+    from ..program import pick_devices
+
+    out = args.out or default_out(preset)
+    force = args.force or (args.resume_if_exists and _same_run_dir(out, preset, cfg))
+    check_out_dir(out, force, cfg.num_chunks)  # cheap checks before the planner traces
+    check_fit([planner.make_plan(cfg, args.seeds, pick_devices(args.devices, args.seeds), args.batching)])
+    out = prepare_out_dir(out, force, cfg.num_chunks)
+    held.enter_context(runlock.hold(out, "cartpole-jax train"))
+    if not args.resume_if_exists:
+        _start(out, preset, cfg, force)
+    return [str(out), bool(force)]
+
+
+def _start(out: Path, preset: str, cfg: Config, force: bool) -> None:
+    """Empty the locked run directory of an earlier run's files and write config.json."""
+    from .. import checkpoint
+    from ..outputs import write_json
+
+    check_out_dir(out, force)  # again under the lock: another command may have filled it meanwhile
+    # With --force, an earlier run's checkpoints would be resumed instead of (or pruned before) ours,
+    # and its summary.json would say a run is finished that is not.
+    remove_outputs(out)
+    shutil.rmtree(checkpoint.directory(out), ignore_errors=True)
+    # Written first so that a run killed at any moment can be resumed from its checkpoints.
+    write_json(out / "config.json", {"preset": preset, **cfg.to_dict()})
 
 
 def _same_run_dir(out: str, preset: str, cfg: Config) -> bool:
@@ -96,13 +121,17 @@ def train_into(out: Path, cfg: Config, meta: dict, quiet: bool, resume: tuple | 
     """
     from .. import checkpoint
     from ..driver import train_runs
-    from ..outputs import write_run
+    from ..outputs import warm_up_outputs, write_run
 
     seeds, preset = meta["seeds"], meta["preset"]
     title = f"{preset}: {len(seeds)} seed(s)"
+    writer = distributed.is_writer()  # in a multi-process job only process 0 writes, shows progress and prints
+    quiet = quiet or not writer
 
     bar = progress_bar(quiet, cfg.num_chunks, f"{preset} ×{len(seeds)}")
-    tracker = tracking.Tracker(out, log, tracking.run_specs(cfg.to_dict(), preset, seeds, meta["grid"]), fresh=resume is None)
+    warming = warm_up_outputs()
+    specs = tracking.run_specs(cfg.to_dict(), preset, seeds, meta["grid"])
+    tracker = tracking.Tracker(out if writer else None, log, specs, fresh=resume is None)
     with stop_on_signals() as stop:  # held until the last file is written: a signal never cuts a write short
         with checkpoint.BackgroundSaver() as saver, bar as progress, tracker:
             from ..results import env_steps_done
@@ -111,9 +140,12 @@ def train_into(out: Path, cfg: Config, meta: dict, quiet: bool, resume: tuple | 
 
             def after_chunk(done: int, state, program) -> bool:
                 due = cfg.checkpoint_every > 0 and done % cfg.checkpoint_every == 0
-                if due or stop.is_set():
-                    saver.submit(out, checkpoint.to_host(state, len(seeds)), done, meta, cfg.keep_checkpoints)
-                return not stop.is_set()
+                stopping = distributed.anyone(stop.is_set())  # a signal to any process stops all at this chunk
+                if due or stopping:
+                    host = checkpoint.to_host(state, len(seeds))  # gathered by every process
+                    if writer:
+                        saver.submit(out, host, done, meta, cfg.keep_checkpoints)
+                return not stopping
 
             try:
                 result = train_runs(
@@ -122,15 +154,18 @@ def train_into(out: Path, cfg: Config, meta: dict, quiet: bool, resume: tuple | 
                 )
             except NonFiniteError as err:
                 saver.wait()  # the last good checkpoint is on disk before the failure names it
-                return _record_failure(out, err)
+                return _record_failure(out, err) if writer else fail(str(err), code=1)
         if result.interrupted:
+            if not writer:
+                return stop.code
             print(
                 f"cartpole-jax: interrupted ({stop.name}) after chunk {result.chunks_done}/{cfg.num_chunks}; checkpoint saved. "
                 f"Resume with: cartpole-jax resume {shlex.quote(str(out))}",
                 file=sys.stderr,
             )
             return stop.code
-        summary = write_run(out, result, title, started)
+        warming.join()
+        summary = write_run(out, result, title, started) if writer else None
     if not quiet:
         print_table(summary)
         print(f"run directory: {out}")
