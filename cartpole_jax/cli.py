@@ -23,6 +23,7 @@ from .commands import render as render_cmd
 from .commands import resume as resume_cmd
 from .commands import sweep as sweep_cmd
 from .commands import train as train_cmd
+from .commands import tune as tune_cmd
 from .commands.common import config_from_args, fail
 
 STARTED = time.perf_counter()  # as the CLI starts: summary.json's startup_seconds count from here
@@ -36,6 +37,7 @@ COMMANDS = {
     "sweep": sweep_cmd,
     "plan": plan_cmd,
     "compare": compare_cmd,
+    "tune": tune_cmd,
 }
 
 
