@@ -107,8 +107,16 @@ def directory(run_dir: str | Path) -> Path:
 def _manager(run_dir: str | Path, keep: int | None = None, read_only: bool = False):
     import orbax.checkpoint as ocp
 
+    alone = {}
+    if jax.process_count() > 1:
+        # Only process 0 saves (host copies every process holds), and each process restores for itself: a
+        # manager of this process alone, so orbax neither waits for the others nor lets them create files.
+        me = jax.process_index()
+        alone = {"multiprocessing_options": ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me})}
+        if not read_only:
+            directory(run_dir).mkdir(exist_ok=True)  # orbax creates no root directory for a subset of processes
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=keep, enable_async_checkpointing=False, create=not read_only, read_only=read_only,
+        max_to_keep=keep, enable_async_checkpointing=False, create=not read_only and not alone, read_only=read_only, **alone,
     )
     handlers = {"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}
     return ocp.CheckpointManager(directory(run_dir).absolute(), options=options, item_handlers=handlers)
@@ -151,21 +159,18 @@ class BackgroundSaver:
 
     `submit` takes `to_host`'s fresh copies, so the chunk that follows may reuse the device buffers.
     A write's error is raised by the next `submit`, by `wait`, or on leaving the `with` block, which
-    waits for the last write. With several processes (orbax synchronises them) it writes in place.
+    waits for the last write. In a multi-process job only process 0 submits (see `_manager`).
     """
 
     def __init__(self):
         from concurrent.futures import ThreadPoolExecutor
 
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="checkpoint") if jax.process_count() == 1 else None
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="checkpoint")
         self._pending = None
 
     def submit(self, run_dir: str | Path, host: tuple, chunks_done: int, meta: dict, keep: int) -> None:
         self.wait()
-        if self._pool is None:
-            save(run_dir, host, chunks_done, meta, keep)
-        else:
-            self._pending = self._pool.submit(save, run_dir, host, chunks_done, meta, keep)
+        self._pending = self._pool.submit(save, run_dir, host, chunks_done, meta, keep)
 
     def wait(self) -> None:
         pending, self._pending = self._pending, None
@@ -179,8 +184,7 @@ class BackgroundSaver:
         try:
             self.wait()
         finally:
-            if self._pool is not None:
-                self._pool.shutdown()
+            self._pool.shutdown()
 
 
 def steps(run_dir: str | Path) -> list[int]:

@@ -1,7 +1,8 @@
 """`cartpole-jax` command line: parse flags, call library code, turn errors into one line and an exit code.
 
-Exit codes: 0 done; 1 a run failed (non-finite loss), `plan` says it does not fit, or the disk is full
-(what was written before stays; no half-written file is left); 2 bad input, a bad checkpoint or policy
+Exit codes: 0 done; 1 a run failed (non-finite loss), `plan` says it does not fit, the disk is full
+(what was written before stays; no half-written file is left), or a multi-process job could not form
+or lost a process (checkpoints saved before stay); 2 bad input, a bad checkpoint or policy
 file, a run directory in use by another command, or a finished run to resume; 130 (SIGINT, Ctrl-C) or
 143 (SIGTERM) stopped: a checkpoint is saved and the resume command printed (or, when the signal came
 as the run ended, the run is finished and all its files are written).
@@ -15,6 +16,7 @@ import sys
 import threading
 import time
 
+from . import distributed
 from .commands import compare as compare_cmd
 from .commands import config as config_cmd
 from .commands import evaluate as eval_cmd
@@ -43,7 +45,8 @@ COMMANDS = {
 
 EXIT_CODES = """exit codes:
   0    done
-  1    a run failed (non-finite loss), plan says it does not fit, or no space left on device
+  1    a run failed (non-finite loss), plan says it does not fit, no space left on device, or a
+       multi-process job could not form or lost a process (docs/multihost.md)
   2    bad input: flags, config, paths, a damaged checkpoint or policy file, a run directory in use,
        resume of a finished run
   130  stopped by SIGINT (Ctrl-C): checkpoint saved, resume command printed
@@ -101,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cartpole-jax: {'terminated' if isinstance(err, Terminated) else 'interrupted'}", file=sys.stderr)
         return 143 if isinstance(err, Terminated) else 130
     except Exception as err:
+        lost = distributed.broken(err)
+        if lost is not None:  # jax's exit barrier would wait for the lost process, then abort with a traceback
+            distributed.leave(fail(str(lost), code=1))
         if no_space(err):
             return fail(f"no space left on device{_where(err)}; what was written before is kept", code=1)
         raise

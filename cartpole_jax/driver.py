@@ -66,8 +66,10 @@ def train_runs(
         if (nonfinite >= 0).any():
             i = int(np.argmax(nonfinite >= 0))
             raise NonFiniteError(i, seeds[i], int(nonfinite[i]), collect(state, done, train_seconds))
-        if progress is not None:
-            progress(Progress.of(cfg, to_host(state.metrics)[: len(seeds)], done, train_seconds))
+        if progress is not None or jax.process_count() > 1:  # a gather is a collective: every process makes it or none
+            metrics = to_host(state.metrics)[: len(seeds)]
+            if progress is not None:
+                progress(Progress.of(cfg, metrics, done, train_seconds))
         if after_chunk is not None and after_chunk(done, state, program) is False and done < cfg.num_chunks:
             return collect(state, done, train_seconds, interrupted=True)
     return collect(state, done, train_seconds)

@@ -32,6 +32,10 @@ class PolicyError(ValueError):
     """policy.npz is missing, foreign or malformed."""
 
 
+class DistributedError(RuntimeError):
+    """A multi-process job that could not form (no coordinator) or broke (a process stopped): one line."""
+
+
 class NonFiniteError(RuntimeError):
     """A run's loss became NaN or infinite; `result` holds what all runs reached (the failing chunk included)."""
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
-from .. import tracking
+from .. import distributed, tracking
 from ..config import ConfigError, from_dict
 from .train import train_into
 
@@ -24,6 +25,7 @@ def add_parser(sub) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR", help="directory written by `cartpole-jax train`")
     p.add_argument("--quiet", action="store_true", help="no progress bar or table")
     tracking.add_flag(p, resume=True)
+    distributed.add_flags(p)  # a multi-process run resumes as the same job: every process runs `resume`
     for flag in REFUSED:
         p.add_argument(flag, dest="refused_" + flag[2:], nargs="?", const=True, default=None, help=argparse.SUPPRESS)
 
@@ -35,23 +37,33 @@ def main(args) -> int:
             f"resume takes no {given[0]}: it continues the run with the config, seeds and devices it was started with "
             "(start a new run with `cartpole-jax train` to change them)"
         )
-    from .. import checkpoint, runlock
+    from .. import checkpoint
 
+    distributed.setup(args)
     run_dir = Path(args.run_dir)
     log = tracking.parse(getattr(args, "log", None) or tracking.recorded(run_dir))  # by default the loggers the run already used
     cfg = load_run_config(run_dir)[1]
-    with runlock.hold(run_dir, "cartpole-jax resume"):
-        if finished(run_dir):
-            raise ConfigError(f"{run_dir}: the run is already finished (its results are in summary.json); nothing to resume")
+    with ExitStack() as held:
+        # Process 0 alone locks RUN_DIR and checks it; then every process reads the checkpoint (read only).
+        distributed.on_writer(_claim, run_dir, held)
         state, done, meta = checkpoint.restore(run_dir, cfg)
         return _resume(run_dir, cfg, state, done, meta, args.quiet, log)
+
+
+def _claim(run_dir: Path, held: ExitStack) -> None:
+    """Lock RUN_DIR until `held` closes, and refuse a finished run."""
+    from .. import runlock
+
+    held.enter_context(runlock.hold(run_dir, "cartpole-jax resume"))
+    if finished(run_dir):
+        raise ConfigError(f"{run_dir}: the run is already finished (its results are in summary.json); nothing to resume")
 
 
 def _resume(run_dir: Path, cfg, state, done: int, meta: dict, quiet: bool, log: tuple[str, ...] = ()) -> int:
     from .. import checkpoint
 
     meta = checkpoint.make_meta(cfg, meta["preset"], meta["seeds"], meta["grid"], meta["devices"], meta.get("batching", "auto"))
-    if not quiet:
+    if not quiet and distributed.is_writer():
         print(f"resuming {run_dir} after chunk {done}/{cfg.num_chunks}")
     return train_into(run_dir, cfg, meta, quiet, resume=(state, done), log=log)
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from contextlib import ExitStack, nullcontext
+from contextlib import ExitStack
+from pathlib import Path
 
 from .. import distributed, runlock, tracking
 from .common import (
@@ -46,18 +47,26 @@ def main(args) -> int:
     seeds = range(args.seed, args.seed + args.seeds)
     run_grid, run_seeds, groups = plan_runs(cfg, grid, seeds)
     check_fit([make_plan(g.config, len(g.runs), pick_devices(args.devices, len(g.runs)), args.batching) for g in groups])
-    if len(groups) > 1:
+    writer = distributed.is_writer()
+    if len(groups) > 1 and writer:
         static = ", ".join(k for k in groups[0].static)
         print(f"cartpole-jax: sweep: grid over static key(s) {static} needs {len(groups)} compiled programs "
               "(one per static combination); vmappable keys are batched inside each", file=sys.stderr)
-    writer = distributed.is_writer()
-    out = prepare_out_dir(args.out or default_out(f"sweep-{preset}"), args.force) if writer else None
-    with runlock.hold(out, "cartpole-jax sweep") if writer else nullcontext():
-        if writer:
-            check_out_dir(out, args.force)  # again under the lock: another command may have filled it meanwhile
-            remove_outputs(out)
+    with ExitStack() as held:
+        # Process 0 alone checks, creates and locks the sweep directory; the others take its verdict.
+        out = distributed.on_writer(_claim, args, preset, held)
+        out = Path(out) if writer else None
         tracker = tracking.Tracker(out, log, tracking.run_specs(cfg.to_dict(), preset, run_seeds, run_grid), fresh=True)
         return _sweep(args, out, preset, cfg, grid, seeds, groups, tracker)
+
+
+def _claim(args, preset: str, held: ExitStack) -> str:
+    """The sweep directory, checked, created, locked (until `held` closes) and emptied of an earlier run's files."""
+    out = prepare_out_dir(args.out or default_out(f"sweep-{preset}"), args.force)
+    held.enter_context(runlock.hold(out, "cartpole-jax sweep"))
+    check_out_dir(out, args.force)  # again under the lock: another command may have filled it meanwhile
+    remove_outputs(out)
+    return str(out)
 
 
 def _sweep(args, out, preset: str, cfg, grid: dict, seeds, groups, tracker) -> int:
@@ -70,7 +79,8 @@ def _sweep(args, out, preset: str, cfg, grid: dict, seeds, groups, tracker) -> i
         def progress(i, group):
             bars.close()  # finish the previous program's bar
             label = f"{preset} sweep" + (f" {i + 1}/{len(groups)}" if len(groups) > 1 else "") + f" ×{len(group.runs)}"
-            return tracking.chain(bars.enter_context(progress_bar(args.quiet, group.config.num_chunks, label)), tracker.feed(group.runs))
+            bar = progress_bar(args.quiet or out is None, group.config.num_chunks, label)  # one bar per job, process 0's
+            return tracking.chain(bars.enter_context(bar), tracker.feed(group.runs))
 
         result = run_sweep(cfg, grid, seeds, preset=preset, devices=args.devices, batching=args.batching, progress=progress)
     if out is None:
