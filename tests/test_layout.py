@@ -39,12 +39,18 @@ def test_only_the_cli_imports_the_cli_layer():
         assert not cli, f"{rel} imports {cli}"
 
 
+# Outside the package, on purpose: os._exit is public API; jax._src.distributed is the coordinator's
+# key-value store, which jax 0.10 exposes no other way (distributed.py says why it needs it).
+OUTSIDE = {"os._exit", "jax._src"}
+
+
 def test_no_module_reads_another_s_private_attributes():
     private = re.compile(r"\b(?!self\b|cls\b)[a-z_][a-z0-9_]*\._[a-z]\w*")
     for path in PACKAGE.rglob("*.py"):
         for n, line in enumerate(path.read_text().splitlines(), 1):
             code = line.split("#", 1)[0]
-            assert not private.search(code), f"{path.relative_to(PACKAGE)}:{n}: {line.strip()}"
+            found = [m for m in private.findall(code) if m not in OUTSIDE]
+            assert not found, f"{path.relative_to(PACKAGE)}:{n}: {line.strip()}"
 
 
 def test_the_cli_parses_validates_and_prints_a_config_without_jax():
