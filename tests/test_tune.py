@@ -233,6 +233,9 @@ def test_resume_after_a_kill_keeps_finished_trials(tmp_path, monkeypatch, capsys
 
 def test_real_study_one_program_and_a_diverging_trial():
     """Real training, one compiled program: a trial whose loss goes non-finite is pruned and the others finish."""
+    from cartpole_jax.program import Program
+
+    Program.clear_cache()  # another test in this worker may have compiled the same program: this one must compile it
     s = study()
     space = tn.parse_space(["learning_rate=choice:1e-2,1e30,3e-3"])
     for lr in (1e-2, 1e30, 3e-3, 1e30):
