@@ -142,8 +142,11 @@ def check_fit(plans) -> None:
 
 
 def config_from_args(args):
-    preset, cfg = resolve(args.preset, args.config, args.sets)
-    return preset, cfg
+    """(preset, Config) from --preset/--config/--set, resolved once per parse: the CLI checks it before
+    jax loads, and the command reads the same result without reading the TOML file again."""
+    if getattr(args, "resolved", None) is None:
+        args.resolved = resolve(args.preset, args.config, args.sets)
+    return args.resolved
 
 
 def default_out(preset: str) -> str:
