@@ -95,7 +95,11 @@ def update_only(cfg: Config, num_seeds: int, num_updates: int, batching: str = "
         tx = learner.make_optimizer(cfg, hp)
         update = learner.make_update(network, tx, cfg)
         state = learner.init(key, network, tx, obs_example)
-        body = lambda s, b: update(s, b, hp)
+
+        def body(s, b):
+            batch, gamma = learner.n_step_view(b, hp.gamma) if cfg.n_step > 1 else (b, hp.gamma)
+            return update(s, batch, hp, gamma)
+
         state, losses = jax.lax.scan(body, state, batches)
         return state.params, jnp.sum(losses)
 

@@ -4,6 +4,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cartpole_jax.config import Config
 from cartpole_jax.core import learner, schedule
@@ -100,9 +102,9 @@ def test_loss_on_a_linear_net_by_hand(double, second_done, errors, loss):
     loss_fn, hp = learner.make_loss(QNetwork(()), cfg), cfg.hyperparams()
     err = np.abs(errors)
     expected = np.mean(np.where(err <= 1, 0.5 * err**2, err - 0.5)) if loss == "huber" else np.mean(err**2)
-    np.testing.assert_allclose(loss_fn(ONLINE, TARGET, two_transitions(second_done), hp), expected, rtol=1e-6)
+    np.testing.assert_allclose(loss_fn(ONLINE, TARGET, two_transitions(second_done), hp.gamma), expected, rtol=1e-6)
     # the target network gets no gradient
-    grads = jax.grad(loss_fn, argnums=1)(ONLINE, TARGET, two_transitions(second_done), hp)
+    grads = jax.grad(loss_fn, argnums=1)(ONLINE, TARGET, two_transitions(second_done), hp.gamma)
     assert all(not np.any(g) for g in jax.tree.leaves(grads))
 
 
@@ -228,9 +230,27 @@ def test_n_step_view_by_hand(done, ended, expected):
 def test_n_step_one_matches_the_one_step_loss():
     cfg = Config(hidden_sizes=(), gamma=0.9, n_step=1)
     batch = two_transitions(True)
-    one_step = learner.make_loss(QNetwork(()), cfg)(ONLINE, TARGET, batch, cfg.hyperparams())
+    one_step = learner.make_loss(QNetwork(()), cfg)(ONLINE, TARGET, batch, cfg.gamma)
     # the same rows as sequences of two steps whose second step adds nothing (reward 0 after an end)
     seq = jax.tree.map(lambda x: jnp.stack([x, x], axis=1), batch.replace(ended=jnp.array([True, True])))
     seq = seq.replace(reward=seq.reward.at[:, 1].set(100.0))  # after the end: must be ignored
-    two = learner.make_loss(QNetwork(()), cfg.replace(n_step=2))(ONLINE, TARGET, seq, cfg.hyperparams())
+    two = learner.make_loss(QNetwork(()), cfg.replace(n_step=2))(ONLINE, TARGET, *learner.n_step_view(seq, jnp.float32(cfg.gamma)))
     np.testing.assert_allclose(two, one_step, rtol=1e-6)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), n=st.integers(1, 6), end_rate=st.sampled_from([0.0, 0.2, 0.7]))
+def test_n_step_sample_equals_the_view_of_a_full_gather_bitwise(seed, n, end_rate):
+    """The trainer reads only the observation rows n_step_view uses; the result must not change by a bit."""
+    rng = np.random.default_rng(seed)
+    cap, rows = 64, 16
+    data = Transition(
+        jnp.asarray(rng.normal(size=(cap, 4)), jnp.float32), jnp.asarray(rng.integers(0, 2, cap), jnp.int32),
+        jnp.asarray(rng.normal(size=cap), jnp.float32), jnp.asarray(rng.normal(size=(cap, 4)), jnp.float32),
+        jnp.asarray(rng.random(cap) < end_rate / 2), jnp.asarray(rng.random(cap) < end_rate),
+    )
+    slots, gamma = jnp.asarray(rng.integers(0, cap, (rows, n)), jnp.int32), jnp.float32(rng.uniform(0.5, 1.0))
+    full = jax.jit(lambda d, s, g: learner.n_step_view(jax.tree.map(lambda x: x[s], d), g))(data, slots, gamma)
+    sampled = jax.jit(learner.n_step_sample)(data, slots, gamma)
+    for a, b in zip(jax.tree.leaves(full), jax.tree.leaves(sampled), strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -58,8 +58,13 @@ def gather_sequences(state: BufferState, starts: jax.Array, length: int, stride:
     With stride = the number of items added per call (num_envs), a run follows one env through
     consecutive steps. Leaves (*starts.shape, length, ...).
     """
+    return gather(state, sequence_slots(state, starts, length, stride))
+
+
+def sequence_slots(state: BufferState, starts: jax.Array, length: int, stride: int):
+    """The slots gather_sequences reads: (*starts.shape, length)."""
     oldest = state.pos - state.size  # slots in age order: oldest + 0, oldest + 1, ... (mod capacity)
-    return gather(state, (oldest + starts[..., None] + stride * jnp.arange(length)) % capacity(state))
+    return (oldest + starts[..., None] + stride * jnp.arange(length)) % capacity(state)
 
 
 def sample(state: BufferState, key: jax.Array, batch_size: int):

@@ -77,10 +77,11 @@ def make_trainer(cfg: Config, kernels: Kernels = PLAIN, loop: str = "auto") -> T
         def one(i, carry):
             lrn, loss_sum = carry
             if cfg.n_step > 1:
-                batch = buffer.gather_sequences(state.buffer, starts[i], cfg.n_step, n)
+                slots = buffer.sequence_slots(state.buffer, starts[i], cfg.n_step, n)
+                batch, gamma = learner.n_step_sample(state.buffer.data, slots, hp.gamma)
             else:
-                batch = buffer.gather(state.buffer, starts[i])
-            lrn, loss = update(lrn, batch, hp)
+                batch, gamma = buffer.gather(state.buffer, starts[i]), hp.gamma
+            lrn, loss = update(lrn, batch, hp, gamma)
             return lrn, loss_sum + loss
 
         carry = (state.learner, jnp.float32(0))
