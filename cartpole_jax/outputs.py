@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -47,11 +49,14 @@ def warm_up_outputs() -> threading.Thread:
     before training.
 
     The imports and the first figure's font loading take ~5 s on 2 cores that would otherwise follow
-    the training; the compile and the chunks release the GIL, so here they overlap. Join it before
-    writing the outputs.
+    the training; the compile and the chunks release the GIL, so here they overlap. At nice 19 it runs
+    in the cores' idle moments (single-threaded compile passes, host work between chunks) rather than
+    slowing the training. Join it before writing the outputs.
     """
 
     def draw() -> None:
+        with contextlib.suppress(AttributeError, OSError):  # lowest priority: idle moments only, never a core the training uses
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)  # on Linux a thread id names the thread
         import matplotlib
         import scipy.stats  # noqa: F401  (the summary's statistics)
 
