@@ -225,6 +225,15 @@ def restore(run_dir: str | Path, cfg: Config, step: int | None = None) -> tuple[
     return jax.tree_util.tree_unflatten(treedef, leaves), int(meta["chunks_done"]), meta
 
 
+def latest_meta(run_dir: str | Path) -> dict | None:
+    """The metadata (config, seeds, grid, batching, chunks_done) of the latest checkpoint, without its arrays;
+    None if there is none. A damaged one is a one-line CheckpointError, as `restore` would give."""
+    available = steps(run_dir)
+    if not available:
+        return None
+    return _read_meta(run_dir, available[-1], directory(run_dir) / str(available[-1]))
+
+
 def _read_meta(run_dir, step: int, where: Path) -> dict:
     import orbax.checkpoint as ocp
 

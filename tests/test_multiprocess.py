@@ -162,10 +162,12 @@ def check_sweep(tmp_path: Path, base_env, reference: Path) -> None:
 
 
 def check_train_killed_then_resumed(tmp_path: Path, base_env, reference: Path) -> None:
-    """train by flags, process 1 SIGKILLed: process 0 leaves with one line; resume by JAX_* env vars equals the reference."""
+    """train by flags, process 1 SIGKILLed: process 0 leaves with one line. The same command again with
+    --resume-if-exists (a requeued job), launched by JAX_* env vars, continues it and equals the reference;
+    then `resume` of the finished run is one refusal on both processes."""
     out = tmp_path / "run"
-    argv = ["train", *SETS, "--set", "checkpoint_every=1", "--seeds", "2", "--devices", "all", "--quiet", "--out", str(out)]
-    procs = job(argv, base_env, tmp_path, tmp_path, "train")
+    argv = ["train", *SETS, "--set", "checkpoint_every=1", "--seeds", "2", "--devices", "all", "--out", str(out), "--resume-if-exists"]
+    procs = job([*argv, "--quiet"], base_env, tmp_path, tmp_path, "train")
     deadline = time.monotonic() + 300
     while not checkpoint.steps(out):
         assert all(p.poll() is None for p in procs) and time.monotonic() < deadline, "train ended before a checkpoint"
@@ -184,7 +186,7 @@ def check_train_killed_then_resumed(tmp_path: Path, base_env, reference: Path) -
 
     port = free_port()
     jax_env = lambda i, _: {"JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}", "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": str(i)}
-    results = finish(job(["resume", str(out)], base_env, tmp_path, out, "resume", env_of=jax_env))
+    results = finish(job(argv, base_env, tmp_path, out, "resume", env_of=jax_env))
     assert [r[0] for r in results] == [0, 0], [r[2][-2000:] for r in results]
     assert f"after chunk {kept[-1]}/4" in results[0][1]  # process 0 reports (and shows progress); process 1 is silent
     assert all(line.startswith("[Gloo]") for line in results[1][1].splitlines()) and not results[1][2].strip()
@@ -192,6 +194,11 @@ def check_train_killed_then_resumed(tmp_path: Path, base_env, reference: Path) -
     assert runs(out) == ref
     assert curves(out) == {k: v for k, v in curves(reference).items() if k[1] == 1e-3}
     assert writes(tmp_path, "resume", 0) and writes(tmp_path, "resume", 1) == []
+
+    port = free_port()
+    results = finish(job(["resume", str(out)], base_env, tmp_path, out, "again", env_of=jax_env))
+    for code, _, err in results:
+        assert code == 2 and err.strip().splitlines()[-1].endswith("the run is already finished (its results are in summary.json); nothing to resume"), err[-2000:]
 
 
 def test_process_0_refusing_the_run_directory_is_every_process_refusal(tmp_path, base_env):

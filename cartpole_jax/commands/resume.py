@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -68,29 +67,30 @@ def _resume(run_dir: Path, cfg, state, done: int, meta: dict, quiet: bool, log: 
     return train_into(run_dir, cfg, meta, quiet, resume=(state, done), log=log)
 
 
-def continue_run(run_dir: Path, preset: str, cfg, seeds: list[int], batching: str, quiet: bool, log: tuple[str, ...] = ()) -> int | None:
-    """`train --resume-if-exists`: finish or continue RUN_DIR if it holds this very run; None to start afresh.
-
-    Call with RUN_DIR's lock held. The same run is the same preset, config, seeds and batching.
-    """
+def verdict(run_dir: Path, preset: str, cfg, seeds: list[int], batching: str) -> str:
+    """`train --resume-if-exists`: "finished" or "resume" if RUN_DIR holds this very run (same preset, config,
+    seeds and batching), else "start". Call with RUN_DIR's lock held; reads only the checkpoint's metadata."""
     from .. import checkpoint
 
     try:
         if load_run_config(run_dir) != (preset, cfg):
-            return None
+            return "start"
         summary = finished(run_dir)
     except ConfigError:
-        return None
+        return "start"
     if summary is not None:
-        if [r["seed"] for r in summary.get("runs", [])] != seeds:
-            return None
-        print(f"cartpole-jax: {run_dir}: this run is already finished (results in summary.json); nothing to do", file=sys.stderr)
-        return 0
-    if not checkpoint.steps(run_dir):
-        return None
+        return "finished" if [r["seed"] for r in summary.get("runs", [])] == seeds else "start"
+    meta = checkpoint.latest_meta(run_dir)
+    if meta is None or meta["seeds"] != seeds or meta.get("batching", "auto") != batching:
+        return "start"
+    return "resume"
+
+
+def continue_run(run_dir: Path, cfg, quiet: bool, log: tuple[str, ...] = ()) -> int:
+    """Continue RUN_DIR from its latest checkpoint (after `verdict` said "resume"); every process reads it."""
+    from .. import checkpoint
+
     state, done, meta = checkpoint.restore(run_dir, cfg)
-    if meta["seeds"] != seeds or meta.get("batching", "auto") != batching:
-        return None
     return _resume(run_dir, cfg, state, done, meta, quiet, log)
 
 

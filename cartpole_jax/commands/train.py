@@ -54,27 +54,24 @@ def main(args) -> int:
     from ..program import pick_devices
 
     pick_devices(args.devices, args.seeds)  # a bad --devices fails before anything is written
-    if args.resume_if_exists and distributed.is_multiprocess():
-        raise ConfigError("--resume-if-exists is not available in a multi-process job; "
-                          "start the job with `cartpole-jax resume RUN_DIR` on every process instead")
     seeds = list(range(args.seed, args.seed + args.seeds))
     with ExitStack() as held:
-        # Process 0 alone checks, creates, locks and starts the run directory; the others take its verdict.
-        out, force = distributed.on_writer(_claim, args, preset, cfg, held)
+        # Process 0 alone checks, creates, locks and starts (or takes over) the run directory; the others take its verdict.
+        out, verdict = distributed.on_writer(_claim, args, preset, cfg, seeds, held)
         out = Path(out)
-        if args.resume_if_exists:
+        if verdict == "finished":
+            return 0
+        if verdict == "resume":
             from .resume import continue_run
 
-            code = continue_run(out, preset, cfg, seeds, args.batching, args.quiet, log)
-            if code is not None:
-                return code
-            _start(out, preset, cfg, force)
+            return continue_run(out, cfg, args.quiet, log)
         meta = checkpoint.make_meta(cfg, preset, seeds, [{} for _ in seeds], args.devices, args.batching)
         return train_into(out, cfg, meta, args.quiet, log=log, started=getattr(args, "started", None))
 
 
-def _claim(args, preset: str, cfg: Config, held: ExitStack) -> list:
-    """[run directory, force]: checked, created and locked (until `held` closes); a fresh run started in it."""
+def _claim(args, preset: str, cfg: Config, seeds: list[int], held: ExitStack) -> list:
+    """[run directory, verdict]: checked, created and locked (until `held` closes); a fresh run started in it
+    unless --resume-if-exists found this run there (verdict "resume" or "finished"; else "start")."""
     from .. import planner
     from ..program import pick_devices
 
@@ -84,9 +81,16 @@ def _claim(args, preset: str, cfg: Config, held: ExitStack) -> list:
     check_fit([planner.make_plan(cfg, args.seeds, pick_devices(args.devices, args.seeds), args.batching)])
     out = prepare_out_dir(out, force, cfg.num_chunks)
     held.enter_context(runlock.hold(out, "cartpole-jax train"))
-    if not args.resume_if_exists:
+    verdict = "start"
+    if args.resume_if_exists:
+        from .resume import verdict as resume_verdict
+
+        verdict = resume_verdict(out, preset, cfg, seeds, args.batching)
+    if verdict == "finished":
+        print(f"cartpole-jax: {out}: this run is already finished (results in summary.json); nothing to do", file=sys.stderr)
+    if verdict == "start":
         _start(out, preset, cfg, force)
-    return [str(out), bool(force)]
+    return [str(out), verdict]
 
 
 def _start(out: Path, preset: str, cfg: Config, force: bool) -> None:
