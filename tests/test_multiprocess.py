@@ -197,8 +197,28 @@ def check_train_killed_then_resumed(tmp_path: Path, base_env, reference: Path) -
 
     port = free_port()
     results = finish(job(["resume", str(out)], base_env, tmp_path, out, "again", env_of=jax_env))
+    refusal = "the run is already finished (its results are in summary.json); nothing to resume"
     for code, _, err in results:
-        assert code == 2 and err.strip().splitlines()[-1].endswith("the run is already finished (its results are in summary.json); nothing to resume"), err[-2000:]
+        assert code == 2 and err.strip().splitlines()[-1].endswith(refusal), err[-2000:]
+
+
+def test_process_0_killed_ends_process_1_with_exit_1_and_the_error_line_last(tmp_path, base_env):
+    """The coordinator dies with process 0: process 1's next collective fails, and it leaves at once.
+    jax's runtime logs its own lines first (docs/multihost.md), so only the last line is ours."""
+    out = tmp_path / "run"
+    argv = ["train", *SETS, "--set", "checkpoint_every=1", "--seeds", "2", "--devices", "all", "--quiet", "--out", str(out)]
+    procs = job(argv, base_env, tmp_path, tmp_path, "train")
+    deadline = time.monotonic() + 300
+    while not checkpoint.steps(out):
+        assert all(p.poll() is None for p in procs) and time.monotonic() < deadline, "train ended before a checkpoint"
+        time.sleep(0.02)
+    procs[0].send_signal(signal.SIGKILL)
+    killed = time.monotonic()
+    _, (code, _, err) = finish(procs, timeout=BOUND + 30)
+    took = time.monotonic() - killed
+    assert code == 1 and took < BOUND, (code, took, err[-2000:])
+    assert err.strip().splitlines()[-1].startswith("cartpole-jax: error: process 1 of 2: the multi-process job broke"), err[-2000:]
+    assert "Traceback" not in err and checkpoint.steps(out)  # what process 0 saved is still there
 
 
 def test_process_0_refusing_the_run_directory_is_every_process_refusal(tmp_path, base_env):
