@@ -161,21 +161,27 @@ def check_sweep(tmp_path: Path, base_env, reference: Path) -> None:
     assert [p.name for p in tmp_path.iterdir() if p.is_dir()] == ["sweep"]
 
 
+def kill_after_first_checkpoint(argv, base_env, tmp_path: Path, out: Path, victim: int) -> tuple[list, float]:
+    """Start 2 processes of `train argv`, SIGKILL process `victim` once `out` holds a checkpoint; each
+    process's (exit code, stdout, stderr), and the seconds the survivor took to leave after the kill."""
+    procs = job(argv, base_env, tmp_path, tmp_path, "train")
+    deadline = time.monotonic() + 300
+    while not checkpoint.steps(out):
+        assert all(p.poll() is None for p in procs) and time.monotonic() < deadline, "train ended before a checkpoint"
+        time.sleep(0.02)
+    procs[victim].send_signal(signal.SIGKILL)
+    killed = time.monotonic()
+    results = finish(procs, timeout=BOUND + 30)
+    return results, time.monotonic() - killed
+
+
 def check_train_killed_then_resumed(tmp_path: Path, base_env, reference: Path) -> None:
     """train by flags, process 1 SIGKILLed: process 0 leaves with one line. The same command again with
     --resume-if-exists (a requeued job), launched by JAX_* env vars, continues it and equals the reference;
     then `resume` of the finished run is one refusal on both processes."""
     out = tmp_path / "run"
     argv = ["train", *SETS, "--set", "checkpoint_every=1", "--seeds", "2", "--devices", "all", "--out", str(out), "--resume-if-exists"]
-    procs = job([*argv, "--quiet"], base_env, tmp_path, tmp_path, "train")
-    deadline = time.monotonic() + 300
-    while not checkpoint.steps(out):
-        assert all(p.poll() is None for p in procs) and time.monotonic() < deadline, "train ended before a checkpoint"
-        time.sleep(0.02)
-    procs[1].send_signal(signal.SIGKILL)
-    killed = time.monotonic()
-    (code, _, err), _ = finish(procs, timeout=BOUND + 30)
-    took = time.monotonic() - killed
+    ((code, _, err), _), took = kill_after_first_checkpoint([*argv, "--quiet"], base_env, tmp_path, out, victim=1)
     lines = err.strip().splitlines()
     assert code == 1 and took < BOUND, (code, took, err[-2000:])
     assert lines[-1].startswith("cartpole-jax: error: process 0 of 2: the multi-process job broke")
@@ -207,15 +213,7 @@ def test_process_0_killed_ends_process_1_with_exit_1_and_the_error_line_last(tmp
     jax's runtime logs its own lines first (docs/multihost.md), so only the last line is ours."""
     out = tmp_path / "run"
     argv = ["train", *SETS, "--set", "checkpoint_every=1", "--seeds", "2", "--devices", "all", "--quiet", "--out", str(out)]
-    procs = job(argv, base_env, tmp_path, tmp_path, "train")
-    deadline = time.monotonic() + 300
-    while not checkpoint.steps(out):
-        assert all(p.poll() is None for p in procs) and time.monotonic() < deadline, "train ended before a checkpoint"
-        time.sleep(0.02)
-    procs[0].send_signal(signal.SIGKILL)
-    killed = time.monotonic()
-    _, (code, _, err) = finish(procs, timeout=BOUND + 30)
-    took = time.monotonic() - killed
+    (_, (code, _, err)), took = kill_after_first_checkpoint(argv, base_env, tmp_path, out, victim=0)
     assert code == 1 and took < BOUND, (code, took, err[-2000:])
     assert err.strip().splitlines()[-1].startswith("cartpole-jax: error: process 1 of 2: the multi-process job broke"), err[-2000:]
     assert "Traceback" not in err and checkpoint.steps(out)  # what process 0 saved is still there

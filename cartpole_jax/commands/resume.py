@@ -36,7 +36,6 @@ def main(args) -> int:
             f"resume takes no {given[0]}: it continues the run with the config, seeds and devices it was started with "
             "(start a new run with `cartpole-jax train` to change them)"
         )
-    from .. import checkpoint
 
     distributed.setup(args)
     run_dir = Path(args.run_dir)
@@ -45,8 +44,7 @@ def main(args) -> int:
     with ExitStack() as held:
         # Process 0 alone locks RUN_DIR and checks it; then every process reads the checkpoint (read only).
         distributed.on_writer(_claim, run_dir, held)
-        state, done, meta = checkpoint.restore(run_dir, cfg)
-        return _resume(run_dir, cfg, state, done, meta, args.quiet, log)
+        return continue_run(run_dir, cfg, args.quiet, log)
 
 
 def _claim(run_dir: Path, held: ExitStack) -> None:
@@ -72,9 +70,9 @@ def verdict(run_dir: Path, preset: str, cfg, seeds: list[int], batching: str) ->
     seeds and batching), else "start". Call with RUN_DIR's lock held; reads only the checkpoint's metadata."""
     from .. import checkpoint
 
+    if not same_run(run_dir, preset, cfg):
+        return "start"
     try:
-        if load_run_config(run_dir) != (preset, cfg):
-            return "start"
         summary = finished(run_dir)
     except ConfigError:
         return "start"
@@ -86,8 +84,17 @@ def verdict(run_dir: Path, preset: str, cfg, seeds: list[int], batching: str) ->
     return "resume"
 
 
+def same_run(run_dir: Path, preset: str, cfg) -> bool:
+    """Whether RUN_DIR holds a run of this preset and config (which --resume-if-exists may take over)."""
+    try:
+        return load_run_config(run_dir) == (preset, cfg)
+    except ConfigError:
+        return False
+
+
 def continue_run(run_dir: Path, cfg, quiet: bool, log: tuple[str, ...] = ()) -> int:
-    """Continue RUN_DIR from its latest checkpoint (after `verdict` said "resume"); every process reads it."""
+    """Continue RUN_DIR from its latest checkpoint (`resume`, or `train --resume-if-exists` after `verdict`
+    said "resume"); every process reads it."""
     from .. import checkpoint
 
     state, done, meta = checkpoint.restore(run_dir, cfg)

@@ -14,7 +14,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from .. import distributed, runlock, tracking
-from ..config import Config, ConfigError
+from ..config import Config
 from ..errors import NonFiniteError
 from .common import (
     add_config_flags,
@@ -74,9 +74,10 @@ def _claim(args, preset: str, cfg: Config, seeds: list[int], held: ExitStack) ->
     unless --resume-if-exists found this run there (verdict "resume" or "finished"; else "start")."""
     from .. import planner
     from ..program import pick_devices
+    from .resume import same_run
 
     out = args.out or default_out(preset)
-    force = args.force or (args.resume_if_exists and _same_run_dir(out, preset, cfg))
+    force = args.force or (args.resume_if_exists and same_run(Path(out), preset, cfg))
     check_out_dir(out, force, cfg.num_chunks)  # cheap checks before the planner traces
     check_fit([planner.make_plan(cfg, args.seeds, pick_devices(args.devices, args.seeds), args.batching)])
     out = prepare_out_dir(out, force, cfg.num_chunks)
@@ -105,16 +106,6 @@ def _start(out: Path, preset: str, cfg: Config, force: bool) -> None:
     shutil.rmtree(checkpoint.directory(out), ignore_errors=True)
     # Written first so that a run killed at any moment can be resumed from its checkpoints.
     write_json(out / "config.json", {"preset": preset, **cfg.to_dict()})
-
-
-def _same_run_dir(out: str, preset: str, cfg: Config) -> bool:
-    """Whether `out` holds a run of this preset and config (which --resume-if-exists may take over)."""
-    from .resume import load_run_config
-
-    try:
-        return load_run_config(Path(out)) == (preset, cfg)
-    except ConfigError:
-        return False
 
 
 def train_into(out: Path, cfg: Config, meta: dict, quiet: bool, resume: tuple | None = None, log: tuple[str, ...] = (),
