@@ -131,14 +131,17 @@ def timeout(environ: Mapping[str, str]) -> int:
 def initialize(spec: Spec | None, seconds: int = TIMEOUT) -> None:
     """Join the job described by spec (no-op for None). Must run before jax touches a device.
 
-    jax's runtime ends the process itself (its own multi-line message) when a join or a heartbeat
-    times out, so what can be found out first is checked here and reported as one line.
+    jax's runtime ends the process itself when a join or a heartbeat times out, so what can be found
+    out first is checked here and reported as one line; `runtime_log` turns the rest into one line.
     """
     if spec is None:
         return
     import jax
 
+    from . import runtime_log
+
     _check_coordinator(spec, seconds)
+    runtime_log.route(spec.process_id, spec.num_processes)
     jax.distributed.initialize(
         coordinator_address=spec.coordinator, num_processes=spec.num_processes, process_id=spec.process_id,
         initialization_timeout=seconds, heartbeat_timeout_seconds=max(1, seconds // 2),
