@@ -19,7 +19,7 @@ import numpy as np
 
 from .config import Config, ConfigError
 from .core.train import state_shapes
-from .program import Program, batching_mode, pick_devices
+from .program import Program, batching_mode, pick_devices, runs_per_device
 
 CATEGORIES = ("replay buffer", "params", "target params", "optimizer state", "env states", "metrics", "other")
 HEADROOM = 0.9  # plan to use at most this fraction of a device's memory: allocators fragment
@@ -144,7 +144,7 @@ class Plan:
 def make_plan(cfg: Config, num_runs: int, devices: list, batching: str = "auto") -> Plan:
     """Plan from shapes only; `attach_compiled` adds the compiled program's own numbers."""
     mode = batching_mode(batching, devices)
-    per_dev = -(-num_runs // len(devices))
+    per_dev = runs_per_device(num_runs, len(devices), mode)
     capacity, source = device_capacity(devices)
     parts = state_breakdown(cfg)
     return Plan(

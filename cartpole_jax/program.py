@@ -86,13 +86,25 @@ def batch_hyperparams(cfg: Config, grid: Sequence[dict[str, Any]]) -> HyperParam
 def over_runs(fn, mode: str):
     """fn(state, hp, *shared) for one run, lifted to a leading run axis of state and hp.
 
-    "map" loops over runs with the single-run program, so a run's bits never depend on which runs
-    share the call (XLA picks other kernels for batched matmuls); "vmap" batches them, which is
-    what accelerators want.
+    "map" loops over runs with the single-run program; "vmap" batches them, which is what
+    accelerators want. The two round differently (XLA fuses, and so contracts into FMAs, batched
+    code otherwise), but within each a run's bits never depend on which runs share the call: see
+    `runs_per_device`.
     """
     if mode == "vmap":
         return lambda state, hp, *shared: jax.vmap(lambda s, h: fn(s, h, *shared))(state, hp)
     return lambda state, hp, *shared: jax.lax.map(lambda sh: fn(sh[0], sh[1], *shared), (state, hp))
+
+
+# A batch of one run is simplified by XLA into code that rounds like neither mode; from two runs on,
+# batched code gives each run the same bits whatever the batch size (checked for every preset).
+MIN_VMAP_RUNS = 2
+
+
+def runs_per_device(num_runs: int, num_devices: int, mode: str) -> int:
+    """Runs each device computes, padding included: vmapped devices get at least MIN_VMAP_RUNS."""
+    per = -(-num_runs // num_devices)
+    return max(per, MIN_VMAP_RUNS) if mode == "vmap" else per
 
 
 def batching_mode(mode: str, devices: list) -> str:
@@ -126,7 +138,7 @@ class Program:
         self.cfg, self.num_runs = cfg, num_runs
         self.devices = devices
         self.batching = batching_mode(batching, devices)
-        self.padded = -(-num_runs // len(devices)) * len(devices)
+        self.padded = runs_per_device(num_runs, len(devices), self.batching) * len(devices)
         mesh = Mesh(np.array(devices), ("runs",))
         runs, shared = PartitionSpec("runs"), PartitionSpec()
         self.runs_sharding = NamedSharding(mesh, runs)
@@ -145,7 +157,7 @@ class Program:
         self.compiled = False
 
     def pad(self, tree):
-        """Repeat run 0 to fill the last device; padded runs are computed and dropped."""
+        """Repeat run 0 to fill the devices; padded runs are computed and dropped."""
         extra = self.padded - self.num_runs
         if extra == 0:
             return tree
