@@ -103,17 +103,24 @@ def route(process_index: int, num_processes: int) -> None:
     """From now on, this process's stderr (fd 2) goes through a `Filter` in a helper process."""
     if os.environ.get(KEEP_ENV, "").strip() == "1":
         return
-    read, write = os.pipe()
-    real = os.dup(2)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parent.parent), os.environ.get("PYTHONPATH")]))}
-    subprocess.Popen(
-        [sys.executable, "-m", "cartpole_jax.runtime_log", f"process {process_index} of {num_processes}"],
-        stdin=read, stdout=real, stderr=subprocess.DEVNULL, env=env, start_new_session=True, close_fds=True,
-    )
-    sys.stderr.flush()
-    os.dup2(write, 2)
-    for fd in (read, write, real):
-        os.close(fd)
+    try:
+        real = os.dup(2)
+        read, write = os.pipe()
+    except OSError:  # no stderr to filter
+        return
+    try:
+        subprocess.Popen(
+            [sys.executable, "-m", "cartpole_jax.runtime_log", f"process {process_index} of {num_processes}"],
+            stdin=read, stdout=real, stderr=subprocess.DEVNULL, env=env, start_new_session=True, close_fds=True,
+        )
+        sys.stderr.flush()
+        os.dup2(write, 2)
+    except OSError:  # no helper: the runtime's lines stay, nothing else changes
+        pass
+    finally:
+        for fd in (read, write, real):
+            os.close(fd)
 
 
 def main() -> None:
