@@ -151,3 +151,20 @@ def test_bad_config_is_reported_before_the_trainer_is_imported(argv, tmp_path):
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.stdout.split() == ["2"], proc.stdout
+
+
+def test_the_entry_point_exits_with_main_s_code_after_every_exit_handler_and_all_output(tmp_path):
+    """`cli.run` skips the interpreter's teardown, but only after the exit handlers libraries register
+    during main (here one made to look like them) and with stdout flushed."""
+    code = (
+        "import atexit, sys\nfrom cartpole_jax import cli\nreal = cli.main\n"
+        "def main(argv=None):\n"
+        "    atexit.register(lambda: print('a library handler ran'))\n"
+        "    return real(sys.argv[1:])\n"
+        "cli.main = main\ncli.run()\n"
+    )
+    run = lambda *argv: subprocess.run([sys.executable, "-c", code, *argv], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    ok = run("config")
+    assert ok.returncode == 0 and ok.stdout.rstrip().endswith("a library handler ran") and "learning_rate" in ok.stdout
+    bad = run("config", "--set", "gamma=2")
+    assert bad.returncode == 2 and bad.stderr.startswith("cartpole-jax: error: gamma must be") and bad.stdout == "a library handler ran\n"
