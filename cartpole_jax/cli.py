@@ -120,10 +120,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _start_jax() -> None:
     """Set jax up before any command touches it: seeds on CPU spread over all cores, the compile cache."""
+    from . import executables
     from .host import use_compilation_cache, use_cpu_cores
 
     use_cpu_cores()
-    use_compilation_cache(warn=lambda text: print(f"cartpole-jax: warning: {text}", file=sys.stderr))
+    folder = use_compilation_cache(warn=lambda text: print(f"cartpole-jax: warning: {text}", file=sys.stderr))
+    executables.use(None if folder is None else os.path.join(folder, "programs"))
 
 
 def _where(err: BaseException) -> str:

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from . import executables
 from .config import Config, ConfigError, HyperParams, apply
 from .core import kernels
 from .core.train import make_trainer
@@ -147,6 +148,8 @@ class Program:
         init = over_runs(lambda key, hp: trainer.init(key, hp), self.batching)
         chunk = over_runs(trainer.run_chunk, self.batching)
         options = chosen.jit_options()
+        self.identity = {"static": cfg.static_key(), "runs": self.padded, "batching": self.batching, "options": options,
+                         "devices": [(d.platform, getattr(d, "device_kind", "")) for d in devices]}
         self._init = jax.jit(jax.shard_map(init, mesh=mesh, in_specs=(runs, runs), out_specs=runs, check_vma=False), **options)
         self._chunk = jax.jit(
             jax.shard_map(chunk, mesh=mesh, in_specs=(runs, runs, shared), out_specs=runs, check_vma=False),
@@ -155,6 +158,7 @@ class Program:
         )
         self.compile_seconds = 0.0
         self.compiled = False
+        self.loaded = False  # from executables kept on disk, rather than compiled
 
     def pad(self, tree):
         """Repeat run 0 to fill the devices; padded runs are computed and dropped."""
@@ -174,18 +178,27 @@ class Program:
         return place((keys, hps), self.runs_sharding)
 
     def compile(self, keys, hps) -> float:
-        """Compile both functions ahead of time (once); return the seconds this call spent."""
+        """Compile both functions ahead of time (once), or load them (`executables`); return the seconds this call spent."""
         if self.compiled:
             return 0.0
         t0 = time.perf_counter()
         state_shape = jax.eval_shape(self._init, keys, hps)
         sharded = lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=self.runs_sharding)
         state_shape = jax.tree.map(sharded, state_shape)
-        # XLA compiles without the GIL: the small init program builds on another core meanwhile
-        with ThreadPoolExecutor(1) as pool:
-            init = pool.submit(lambda: self._init.lower(keys, hps).compile())
-            self._chunk = self._chunk.lower(state_shape, hps, jnp.int32(0)).compile()
-            self._init = init.result()
+        name = executables.key(self.identity)
+        trees = {"init": (jax.tree.structure(((keys, hps), {})), jax.tree.structure(state_shape)),
+                 "chunk": (jax.tree.structure(((state_shape, hps, jnp.int32(0)), {})), jax.tree.structure(state_shape))}
+        kept = executables.load(name, trees, self.devices)
+        if kept is not None:
+            self._init, self._chunk, self.loaded = kept["init"], kept["chunk"], True
+        else:
+            # XLA compiles without the GIL: the small init program builds on another core meanwhile
+            with executables.jax_cache_hits() as hits, ThreadPoolExecutor(1) as pool:
+                init = pool.submit(lambda: self._init.lower(keys, hps).compile())
+                self._chunk = self._chunk.lower(state_shape, hps, jnp.int32(0)).compile()
+                self._init = init.result()
+            if not hits:
+                executables.save(name, {"init": self._init, "chunk": self._chunk})
         self.compile_seconds = time.perf_counter() - t0
         self.compiled = True
         return self.compile_seconds

@@ -3,6 +3,7 @@ start-up) and the multi-host settings."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -141,5 +142,13 @@ def test_the_cli_keeps_compiled_programs_in_its_cache_folder(tmp_path):
         env.pop("JAX_COMPILATION_CACHE_DIR", None)
         proc = subprocess.run([*argv, "--out", str(tmp_path / name)], capture_output=True, text=True, env=env, timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]
-    assert any((tmp_path / "cache").iterdir())  # "on" wrote compiled programs there
+    assert any((tmp_path / "cache").iterdir())  # "on" wrote compiled programs there: jax's entries,
+    programs = tmp_path / "cache" / "programs"  # and the executables that skip tracing (executables.py)
+    assert sorted(p.suffix for p in programs.iterdir()) == [".chunk", ".init"]
     assert not (tmp_path / "home" / "cartpole-jax").exists()  # and "off" wrote none anywhere
+    # Without its executables the program comes from jax's cache, and such an executable is not kept:
+    # serialised again it would lack its kernels. The run still succeeds.
+    shutil.rmtree(programs)
+    env = {**env, "CARTPOLE_JAX_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.run([*argv, "--out", str(tmp_path / "again")], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0 and not programs.exists(), proc.stderr[-3000:]
