@@ -138,6 +138,10 @@ class Config:
         """The static fields' values: two configs with equal keys share one compiled program."""
         return tuple(getattr(self, n) for n in STATIC_FIELDS)
 
+    def program_key(self) -> tuple:
+        """static_key without HOST_FIELDS: what the compiled program itself is made of."""
+        return tuple(getattr(self, n) for n in STATIC_FIELDS if n not in HOST_FIELDS)
+
     @property
     def num_vector_steps(self) -> int:
         return -(-self.total_env_steps // self.num_envs)
@@ -158,6 +162,7 @@ class Config:
 FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 VMAP_FIELDS = tuple(n for n, f in FIELDS.items() if f.metadata["vmap"])
 STATIC_FIELDS = tuple(n for n, f in FIELDS.items() if not f.metadata["vmap"])
+HOST_FIELDS = ("checkpoint_every", "keep_checkpoints")  # static, but only the host loop reads them (tested)
 SOLVED_RETURN = 475.0
 
 

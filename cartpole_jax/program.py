@@ -148,7 +148,7 @@ class Program:
         init = over_runs(lambda key, hp: trainer.init(key, hp), self.batching)
         chunk = over_runs(trainer.run_chunk, self.batching)
         options = chosen.jit_options()
-        self.identity = {"static": cfg.static_key(), "runs": self.padded, "batching": self.batching, "options": options,
+        self.identity = {"static": cfg.program_key(), "runs": self.padded, "batching": self.batching, "options": options,
                          "devices": [(d.platform, getattr(d, "device_kind", "")) for d in devices]}
         self._init = jax.jit(jax.shard_map(init, mesh=mesh, in_specs=(runs, runs), out_specs=runs, check_vma=False), **options)
         self._chunk = jax.jit(

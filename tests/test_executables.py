@@ -1,6 +1,7 @@
 """Programs kept on disk as executables: loaded instead of compiled, the same bits, keyed by all they depend on."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -42,7 +43,7 @@ def test_the_key_covers_what_the_program_depends_on(kept, monkeypatch):
     identity = Program(CFG, 2, pick_devices(1)).identity
     name = executables.key(identity)
     assert name == executables.key(dict(identity))
-    assert executables.key({**identity, "static": Config(hidden_sizes=(13,)).static_key()}) != name
+    assert executables.key({**identity, "static": Config(hidden_sizes=(13,)).program_key()}) != name
     assert executables.key({**identity, "runs": 4}) != name
     real = executables._fingerprint()
     monkeypatch.setattr(executables, "_fingerprint", lambda: {**real, "source": "edited"})
@@ -58,3 +59,20 @@ def test_a_damaged_entry_is_dropped_and_means_compiling(kept):
         (kept / f"{name}.{suffix}").write_bytes(b"not an executable")
     assert executables.load(name, {"init": (None, None), "chunk": (None, None)}, pick_devices(1)) is None
     assert not (kept / f"{name}.init").exists()
+
+
+def test_host_fields_leave_the_compiled_program_as_it_is():
+    """config.HOST_FIELDS are left out of the executables' key: changing them must not change the program."""
+    from dataclasses import replace
+
+    from cartpole_jax.config import HOST_FIELDS
+
+    def text(cfg):
+        program = Program(cfg, 2, pick_devices(1))
+        keys, hps = program.prepare(cfg, [0, 1], [{}, {}])
+        state = jax.eval_shape(program._init, keys, hps)
+        return program._chunk.lower(state, hps, jnp.int32(0)).as_text(), program.identity  # the program XLA is given
+
+    base, identity = text(CFG)
+    other, other_identity = text(replace(CFG, checkpoint_every=2, keep_checkpoints=5))
+    assert set(HOST_FIELDS) == {"checkpoint_every", "keep_checkpoints"} and other == base and other_identity == identity
