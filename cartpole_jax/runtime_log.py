@@ -21,6 +21,7 @@ from pathlib import Path
 
 KEEP_ENV = "CARTPOLE_JAX_RUNTIME_LOG"
 OURS = b"cartpole-jax: error:"
+KEPT = (OURS, b"Traceback (most recent call last):")  # never a runtime message's continuation
 # `E1202 17:45:42.089109   16955 coordination_service_agent.cc:289] message` (absl's log prefix)
 RUNTIME_LINE = re.compile(rb"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ [^\]\s]+:\d+\] ")
 MAYBE_RUNTIME = re.compile(rb"^[IWEF](\d{0,4}$|\d{4} )")  # could still become a runtime line
@@ -68,18 +69,19 @@ class Filter:
             return b""
         self.ours = self.ours or line.startswith(OURS)
         self.mode = "start" if ended else "pass"
+        self.last_drop = -1e9  # a line of ours ends the runtime's message: what follows is ours too
         return line
 
     def _undecided(self, now: float) -> bool:
         """Whether the bytes held so far can't yet tell a runtime line (or its continuation) from ours."""
-        if now - self.last_drop < GAP:  # a continuation, unless it becomes our error line
-            return len(self.line) < len(OURS) and OURS.startswith(self.line)
+        if now - self.last_drop < GAP:  # a continuation, unless it becomes one of KEPT
+            return any(len(self.line) < len(k) and k.startswith(self.line) for k in KEPT)
         return bool(MAYBE_RUNTIME.match(self.line)) and not RUNTIME_LINE.match(self.line)
 
     def _runtime(self, now: float) -> bool:
         if RUNTIME_LINE.match(self.line) or STACK_LINE.match(self.line):
             return True
-        return now - self.last_drop < GAP and not self.line.startswith(OURS)
+        return now - self.last_drop < GAP and not self.line.startswith(KEPT)
 
     def _learn(self, line: bytes) -> None:
         if line.startswith(b"F"):

@@ -57,3 +57,9 @@ def test_our_own_error_line_is_the_only_line_even_right_after_a_fatal_message():
 
 def test_lines_soon_after_a_runtime_line_are_its_continuation():
     assert run([E, b"  detail\n", b"later\n"], [0.0, GAP / 2, GAP * 3]) == b"later\n"
+
+
+def test_a_traceback_right_after_a_runtime_line_is_shown_whole():
+    tb = b'Traceback (most recent call last):\n  File "x.py", line 1, in <module>\nValueError: a bug of ours\n'
+    assert run([E, tb], [0.0, 0.01]) == tb
+    assert run([E, OURS, b"  and a second line of ours\n"], [0.0, 0.01, 0.02]) == OURS + b"  and a second line of ours\n"
