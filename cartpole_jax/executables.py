@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import platform
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -86,7 +87,7 @@ def load(name: str | None, trees: dict[str, tuple], devices: list) -> dict[str, 
     for suffix in SUFFIXES:
         path = _folder / f"{name}.{suffix}"
         try:
-            payload = path.read_bytes()
+            payload = zlib.decompress(path.read_bytes())
             loaded[suffix] = serialize_executable.deserialize_and_load(payload, *trees[suffix], execution_devices=devices)
         except FileNotFoundError:
             return None
@@ -126,6 +127,6 @@ def save(name: str | None, compiled: dict[str, Any]) -> None:
         for suffix in SUFFIXES:
             payload, _, _ = serialize_executable.serialize(compiled[suffix])
             with replacing(_folder / f"{name}.{suffix}") as tmp:
-                Path(tmp).write_bytes(payload)
+                Path(tmp).write_bytes(zlib.compress(payload, 1))  # about a fifth of the size, in milliseconds
     except Exception:  # a full or read-only disk, or a backend that can't serialise: compile next time
         return
