@@ -84,7 +84,7 @@ class Filter:
         return now - self.last_drop < GAP and not self.line.startswith(KEPT)
 
     def _learn(self, line: bytes) -> None:
-        if line.startswith(b"F"):
+        if line.startswith(b"F") and RUNTIME_LINE.match(line):
             self.fatal = True
             self.status = line.partition(b"absl::Status: ")[2].strip() or self.status
         elif m := RPC.match(line):

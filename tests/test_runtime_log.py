@@ -63,3 +63,7 @@ def test_a_traceback_right_after_a_runtime_line_is_shown_whole():
     tb = b'Traceback (most recent call last):\n  File "x.py", line 1, in <module>\nValueError: a bug of ours\n'
     assert run([E, tb], [0.0, 0.01]) == tb
     assert run([E, OURS, b"  and a second line of ours\n"], [0.0, 0.01, 0.02]) == OURS + b"  and a second line of ours\n"
+
+
+def test_only_the_runtime_s_own_f_line_counts_as_fatal():
+    assert run([E, b"Failed to connect, retrying\n"], [0.0, 0.01]) == b""  # a continuation that starts with F
