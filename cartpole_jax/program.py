@@ -117,15 +117,16 @@ def batching_mode(mode: str, devices: list) -> str:
 class Program:
     """The compiled init and chunk functions for R runs sharded over devices; compiled once.
 
-    Use `Program.get`: programs are cached by static config, run count, devices and batching, so
-    runs that differ only in vmappable values reuse the compiled code.
+    Use `Program.get`: programs are cached by the config's program fields (`Config.program_key`), run
+    count, devices and batching, so runs that differ only in vmappable values or host fields reuse
+    the compiled code.
     """
 
     _cache: ClassVar[dict[tuple, Program]] = {}
 
     @classmethod
     def get(cls, cfg: Config, num_runs: int, devices: list, batching: str = "auto") -> Program:
-        key = (cfg.static_key(), num_runs, tuple(d.id for d in devices), batching_mode(batching, devices))
+        key = (cfg.program_key(), num_runs, tuple(d.id for d in devices), batching_mode(batching, devices))
         if key not in cls._cache:
             cls._cache[key] = cls(cfg, num_runs, devices, batching)
         return cls._cache[key]
