@@ -20,6 +20,7 @@ CFG = Config(
 )
 CLI_SETS = [f"{k}={json.dumps(v)}" for k, v in CFG.to_dict().items() if v != getattr(Config(), k) and k != "hidden_sizes"]
 CLI_SETS.append(f"hidden_sizes={list(CFG.hidden_sizes)}")
+SET_ARGS = [arg for s in CLI_SETS for arg in ("--set", s)]  # CFG as train's flags
 
 
 def same_run(a, i, b, j) -> None:
@@ -30,9 +31,7 @@ def same_run(a, i, b, j) -> None:
 
 
 def cli_train(out, seed: int) -> subprocess.Popen:
-    argv = [sys.executable, "-m", "cartpole_jax", "train", "--quiet", "--seed", str(seed), "--out", str(out)]
-    for s in CLI_SETS:
-        argv += ["--set", s]
+    argv = [sys.executable, "-m", "cartpole_jax", "train", "--quiet", "--seed", str(seed), "--out", str(out), *SET_ARGS]
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
@@ -110,7 +109,7 @@ def test_batched_runs_are_as_independent_of_their_neighbours(tmp_path):
 
     def sha(out, seed: int, seeds: int) -> list[str]:
         argv = ["train", "--quiet", "--out", str(out), "--seed", str(seed), "--seeds", str(seeds), "--devices", "1", "--batching", "vmap"]
-        assert main([*argv, *(a for s in CLI_SETS for a in ("--set", s)), "--set", "hidden_sizes=[32,32]"]) == 0
+        assert main([*argv, *SET_ARGS, "--set", "hidden_sizes=[32,32]"]) == 0
         return [r["params_sha256"] for r in json.loads((out / "summary.json").read_text())["runs"]]
 
     # the same compiled program twice (the lone run's padding makes it the pair's), so the second compile is a cache hit
