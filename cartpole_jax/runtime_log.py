@@ -46,15 +46,12 @@ class Filter:
         self.fatal = self.ours = False
 
     def feed(self, data: bytes, now: float) -> bytes:
-        out = []
-        for piece in data.splitlines(keepends=True):
-            out.append(self._piece(piece, now))
-        return b"".join(out)
+        return b"".join(self._piece(piece, now) for piece in data.splitlines(keepends=True))
 
     def _piece(self, piece: bytes, now: float) -> bytes:
         ended = piece.endswith((b"\n", b"\r"))
-        if self.mode == "pass":
-            self.line, self.mode = (b"", "start") if ended else (self.line, "pass")
+        if self.mode == "pass":  # the rest of a line already shown
+            self.mode = "start" if ended else "pass"
             return piece
         self.line += piece
         if self.mode == "start" and not ended and self._undecided(now):
