@@ -129,7 +129,9 @@ def check_wandb(out: Path, expected: dict) -> None:
     """One offline W&B run per seed (resumed under the same id), grouped by the run directory, its history metrics.csv's."""
     ids = json.loads((out / tracking.RECORD).read_text())["wandb"]["ids"]
     for i, run_id in enumerate(ids):
-        paths = sorted(glob.glob(str(out / "wandb" / f"offline-run-*-{run_id}" / f"run-{run_id}.wandb")))
+        # W&B names a run's directory by its start second, adding "-1" when a resume starts within the same second.
+        paths = sorted(glob.glob(str(out / "wandb" / f"offline-run-*-{run_id}*" / f"run-{run_id}.wandb")),
+                       key=lambda p: (Path(p).parent.name.split("-")[2], len(Path(p).parent.name), Path(p).parent.name))
         assert len(paths) == 2  # started, then resumed
         records = [r for path in paths for r in wandb_records(path)]
         run = next(r.run for r in records if r.WhichOneof("record_type") == "run")
