@@ -3,8 +3,9 @@
 jax's persistent compile cache is keyed by the lowered program, so even a hit pays for tracing and
 lowering it (~2.5 s for the default preset on 2 CPU cores). This cache is keyed by what determines
 the program: the static config, the runs and devices, the compiler options, the jax and jaxlib
-versions, this package's source, the CPU and the jax settings that change tracing. So it is read
-before any of that work (~0.5 s). An entry that can't be read or loaded means compiling as before.
+versions, this package's source and the versions of the libraries it traces, the CPU and the jax
+settings that change tracing. So it is read before any of that work (~0.5 s). An entry that can't
+be read or loaded means compiling as before.
 The CLI keeps it in a `programs` folder of its compile cache (`host.use_compilation_cache`).
 """
 
@@ -18,6 +19,7 @@ import platform
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,9 @@ from .atomic import replacing
 
 _folder: Path | None = None
 SUFFIXES = ("init", "chunk")
+# Libraries whose Python code is traced into the programs (the network, the optimiser, the env):
+# an upgrade of one can change a program as much as an edit here.
+TRACED_LIBRARIES = ("flax", "optax", "gymnax", "chex", "numpy", "ml_dtypes")
 
 
 def use(folder: str | Path | None) -> None:
@@ -57,11 +62,19 @@ def _fingerprint() -> dict[str, Any]:
     return {
         "jax": jax.__version__,
         "jaxlib": jaxlib.__version__,
+        "libraries": {name: _version(name) for name in TRACED_LIBRARIES},
         "source": source.hexdigest(),
         "cpu": _cpu(),
         "settings": {name: str(getattr(jax.config, name, None)) for name in settings},
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
     }
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def _cpu() -> str:

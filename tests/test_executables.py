@@ -48,6 +48,9 @@ def test_the_key_covers_what_the_program_depends_on(kept, monkeypatch):
     real = executables._fingerprint()
     monkeypatch.setattr(executables, "_fingerprint", lambda: {**real, "source": "edited"})
     assert executables.key(identity) != name  # an edit to this package's source
+    assert {"flax", "optax", "gymnax"} <= set(real["libraries"]) and real["libraries"]["optax"]
+    monkeypatch.setattr(executables, "_fingerprint", lambda: {**real, "libraries": {**real["libraries"], "optax": "0.0.1"}})
+    assert executables.key(identity) != name  # another optax: its adam is traced into the program
     executables.use(None)
     assert executables.key(identity) is None  # nothing kept: nothing looked up
 
