@@ -3,8 +3,8 @@
 jax's persistent compile cache is keyed by the lowered program, so even a hit pays for tracing and
 lowering it (~2.5 s for the default preset on 2 CPU cores). This cache is keyed by what determines
 the program: the static config, the runs and devices, the compiler options, the jax and jaxlib
-versions, this package's source and the versions of the libraries it traces, the CPU and the jax
-settings that change tracing. So it is read before any of that work (~0.5 s). An entry that can't
+versions, this package's source and the versions of the libraries it traces, the CPU and jax's
+settings (all but those of caches and logs). So it is read before any of that work (~0.5 s). An entry that can't
 be read or loaded means compiling as before.
 The CLI keeps it in a `programs` folder of its compile cache (`host.use_compilation_cache`).
 """
@@ -44,13 +44,13 @@ def key(identity: dict[str, Any]) -> str | None:
 
     if _folder is None or jax.process_count() > 1:  # a job's processes compile together; not kept
         return None
-    text = json.dumps({**identity, **_fingerprint()}, sort_keys=True, default=repr)
+    text = json.dumps({**identity, **_fingerprint(), "settings": _settings()}, sort_keys=True, default=repr)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 @functools.cache
 def _fingerprint() -> dict[str, Any]:
-    """What every program here depends on besides its own config: versions, source, CPU, settings."""
+    """What every program here depends on besides its own config and jax's settings: versions, source, CPU."""
     import jax
     import jaxlib
 
@@ -58,16 +58,22 @@ def _fingerprint() -> dict[str, Any]:
     source = hashlib.sha256()
     for path in sorted(package.rglob("*.py")):
         source.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
-    settings = ("jax_enable_x64", "jax_default_prng_impl", "jax_default_matmul_precision", "jax_threefry_partitionable")
     return {
         "jax": jax.__version__,
         "jaxlib": jaxlib.__version__,
         "libraries": {name: _version(name) for name in TRACED_LIBRARIES},
         "source": source.hexdigest(),
         "cpu": _cpu(),
-        "settings": {name: str(getattr(jax.config, name, None)) for name in settings},
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
     }
+
+
+def _settings() -> dict[str, str]:
+    """jax's settings now (x64, PRNG, matmul precision, partitioner...): any may change what is traced or
+    compiled, and a process may change them between programs. Those of caches and logs are left out."""
+    import jax
+
+    return {name: str(value) for name, value in sorted(jax.config.values.items()) if "cache" not in name and "log" not in name}
 
 
 def _version(distribution: str) -> str | None:

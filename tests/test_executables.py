@@ -51,6 +51,10 @@ def test_the_key_covers_what_the_program_depends_on(kept, monkeypatch):
     assert {"flax", "optax", "gymnax"} <= set(real["libraries"]) and real["libraries"]["optax"]
     monkeypatch.setattr(executables, "_fingerprint", lambda: {**real, "libraries": {**real["libraries"], "optax": "0.0.1"}})
     assert executables.key(identity) != name  # another optax: its adam is traced into the program
+    monkeypatch.setattr(executables, "_fingerprint", lambda: real)
+    assert executables.key(identity) == name
+    with jax.default_matmul_precision("highest"):  # a jax setting, changed in the middle of a process
+        assert executables.key(identity) != name
     executables.use(None)
     assert executables.key(identity) is None  # nothing kept: nothing looked up
 
