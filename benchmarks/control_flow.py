@@ -3,8 +3,9 @@
     python benchmarks/control_flow.py [--quick] [--device cpu|gpu] [--runs R] [--out FILE]
 
 For each preset, compiles the CLI's real program (program.Program: R runs, the platform's kernels and
-batching, sharded as `cartpole-jax train --seeds R` shards them) and the general loop of the same
-config, lifted over one device's runs the same way, and counts both with
+batching, sharded as `cartpole-jax train --seeds R` shards them) with the loop accelerators take
+(branch-free; on CPU the CLI takes the general loop, kernels.for_platform) and the general loop of
+the same config, lifted over one device's runs the same way, and counts both with
 cartpole_jax.control_flow.sync_points. Nothing is run: only compiled.
 
 Counts are per vector step of the compiled program. With batching "map" a device steps its runs one
@@ -33,9 +34,10 @@ QUICK_WIDTH = 8
 QUICK_CPU_FLAGS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
 
 METHOD = (
-    "Each preset compiled twice and not run: `after` is program.Program.get(cfg, runs, devices), the "
-    "program `cartpole-jax train --seeds runs` compiles (make_trainer's loop='auto', which is branch-free for "
-    "all three presets); `before` is make_trainer(cfg, loop='general').run_chunk lifted over one device's runs "
+    "Each preset compiled twice and not run: `after` is program.Program.get(cfg, runs, devices, loop='auto'), "
+    "the program `cartpole-jax train --seeds runs` compiles on an accelerator (loop 'auto' is branch-free for "
+    "all three presets; on CPU the CLI takes the general loop, `before`'s); `before` is "
+    "make_trainer(cfg, loop='general').run_chunk lifted over one device's runs "
     "with the same batching and kernels, jitted. cartpole_jax.control_flow.sync_points counts conditionals and "
     "while loops of unknown trip count on the call graph of the optimised HLO, times the known trip counts of "
     "the loops around them, per vector step of the program; branches count as taken every time (upper bound). "
@@ -99,7 +101,7 @@ def count_program(cfg, runs: int, devices: list) -> dict:
     from cartpole_jax.control_flow import sync_points
     from cartpole_jax.program import Program
 
-    program = Program.get(cfg, runs, devices)
+    program = Program.get(cfg, runs, devices, loop="auto")  # the accelerators' loop, also on CPU
     seconds = program.compile(*program.prepare(cfg, range(runs), [{}] * runs))
     per_device = program.padded // len(devices)
     steps = program.steps_per_call

@@ -125,10 +125,10 @@ class Program:
     _cache: ClassVar[dict[tuple, Program]] = {}
 
     @classmethod
-    def get(cls, cfg: Config, num_runs: int, devices: list, batching: str = "auto") -> Program:
-        key = (cfg.program_key(), num_runs, tuple(d.id for d in devices), batching_mode(batching, devices))
+    def get(cls, cfg: Config, num_runs: int, devices: list, batching: str = "auto", loop: str | None = None) -> Program:
+        key = (cfg.program_key(), num_runs, tuple(d.id for d in devices), batching_mode(batching, devices), loop)
         if key not in cls._cache:
-            cls._cache[key] = cls(cfg, num_runs, devices, batching)
+            cls._cache[key] = cls(cfg, num_runs, devices, batching, loop)
         return cls._cache[key]
 
     @classmethod
@@ -136,7 +136,8 @@ class Program:
         """Drop every cached program (benchmarks free compiled code between configs)."""
         cls._cache.clear()
 
-    def __init__(self, cfg: Config, num_runs: int, devices: list, batching: str = "auto"):
+    def __init__(self, cfg: Config, num_runs: int, devices: list, batching: str = "auto", loop: str | None = None):
+        """loop: make_trainer's, to override the platform's choice (kernels.for_platform)."""
         self.cfg, self.num_runs = cfg, num_runs
         self.devices = devices
         self.batching = batching_mode(batching, devices)
@@ -145,11 +146,13 @@ class Program:
         runs, shared = PartitionSpec("runs"), PartitionSpec()
         self.runs_sharding = NamedSharding(mesh, runs)
         chosen = kernels.for_platform(devices[0].platform)
+        chosen = chosen if loop is None else kernels.Kernels(chosen.thin_as_sums, loop)
         trainer = make_trainer(cfg, chosen)
         init = over_runs(lambda key, hp: trainer.init(key, hp), self.batching)
         chunk = over_runs(trainer.run_chunk, self.batching)
         options = chosen.jit_options()
-        self.identity = {"static": cfg.program_key(), "runs": self.padded, "batching": self.batching, "options": options,
+        self.identity = {"static": cfg.program_key(), "runs": self.padded, "batching": self.batching, "loop": chosen.loop,
+                         "options": options,
                          "devices": [(d.platform, getattr(d, "device_kind", "")) for d in devices]}
         self._init = jax.jit(jax.shard_map(init, mesh=mesh, in_specs=(runs, runs), out_specs=runs, check_vma=False), **options)
         self._chunk = jax.jit(

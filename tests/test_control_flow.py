@@ -64,13 +64,32 @@ def test_the_counter_sees_the_general_loop_s_branches(compiled):
     assert len(find(text)) == 5
 
 
-def test_the_cli_s_program_has_none_either():
-    """The real program (runs mapped over, sharded, CPU kernels): tiny, so it compiles fast."""
-    cfg = DEFAULT_LIKE.replace(n_step=1, eval_episodes=1, hidden_sizes=(4,))
-    program = Program.get(cfg, 2, pick_devices(1))
-    program.compile(*program.prepare(cfg, range(2), [{}] * 2))
+SMALL = DEFAULT_LIKE.replace(n_step=1, eval_episodes=1, hidden_sizes=(4,))  # tiny, so it compiles fast
+
+
+def test_the_cli_s_program_has_none_either_with_the_accelerators_loop():
+    """The real program (runs mapped over, sharded, CPU kernels) built with the loop accelerators take."""
+    program = Program.get(SMALL, 2, pick_devices(1), loop="auto")
+    program.compile(*program.prepare(SMALL, range(2), [{}] * 2))
     counts = sync_points(program.chunk_text(), program.steps_per_call)
     assert counts["per_step"] == 0 and len(counts["periodic"]) == 1, counts
+
+
+def test_cpu_s_general_loop_gives_the_accelerators_loop_s_bits():
+    """CPU takes the general loop (kernels.for_platform); the CLI's program gives the same bits with either."""
+    out = {}
+    for loop in (None, "branch_free"):
+        program = Program.get(SMALL, 2, pick_devices(1), loop=loop)
+        keys, hps = program.prepare(SMALL, [5, 6], [{}, {}])
+        program.compile(keys, hps)
+        state = program.init(keys, hps)
+        for c in range(SMALL.num_chunks):
+            state = program.chunk(state, hps, c)
+        out[loop] = leaves(state)
+    assert program.identity["loop"] == "branch_free" and Program.get(SMALL, 2, pick_devices(1)).identity["loop"] == "general"
+    assert not np.isnan(out[None][-2]).any()
+    for a, b in zip(out[None], out["branch_free"], strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def leaves(state):

@@ -36,13 +36,15 @@ class Trainer(NamedTuple):
     config: Config
 
 
-def make_trainer(cfg: Config, kernels: Kernels = PLAIN, loop: str = "auto") -> Trainer:
-    """kernels: how the network computes (kernels.for_platform); compile with its jit_options().
+def make_trainer(cfg: Config, kernels: Kernels = PLAIN, loop: str | None = None) -> Trainer:
+    """kernels: how the network computes and the loop it runs (kernels.for_platform); compile with its jit_options().
 
-    loop: "branch_free" (whole evaluation periods of static length, no branch per step: what
-    accelerators need), "general" (a branch per step for whether it learns, evaluates or exists:
-    any config), or "auto": branch-free wherever `schedule.branch_free(cfg)`. Both give the same bits.
+    loop (default: the kernels' choice): "branch_free" (whole evaluation periods of static length, no
+    branch per step: what accelerators need), "general" (a branch per step for whether it learns,
+    evaluates or exists: any config; CPU's choice), or "auto": branch-free wherever
+    `schedule.branch_free(cfg)`. Both give the same bits.
     """
+    loop = kernels.loop if loop is None else loop
     if loop not in ("auto", "branch_free", "general"):
         raise ValueError(f"loop must be auto, branch_free or general; got {loop!r}")
     if loop == "branch_free" and not schedule.branch_free(cfg):
@@ -196,8 +198,8 @@ def make_train(cfg: Config, hp: HyperParams | None = None, kernels: Kernels = PL
     """The whole run as one pure function `train(key) -> RunState` (hp defaults to cfg's values).
 
     With `hp` left out, `train(key, hp)` also accepts hyperparameters explicitly, so
-    `jax.vmap(train)(keys, batched_hp)` sweeps vmappable fields in one program. The CLI's kernels on
-    CPU (gradient steps ~1.3x faster, other bits): `k = kernels.for_platform("cpu")`, then
+    `jax.vmap(train)(keys, batched_hp)` sweeps vmappable fields in one program. The CLI's kernels and
+    loop on CPU (gradient steps ~1.3x faster, other bits): `k = kernels.for_platform("cpu")`, then
     `jax.jit(make_train(cfg, kernels=k), **k.jit_options())`.
     """
     trainer = make_trainer(cfg, kernels)
