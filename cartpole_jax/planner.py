@@ -9,7 +9,6 @@ own `memory_analysis()`, and how many runs fit each device.
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
 from dataclasses import dataclass, field
@@ -19,7 +18,6 @@ import jax
 import numpy as np
 
 from .config import Config, ConfigError
-from .core import env
 from .core.train import state_shapes
 from .program import Program, batching_mode, pick_devices, runs_per_device
 
@@ -57,21 +55,19 @@ def input_bytes(cfg: Config) -> int:
     return nbytes(jax.random.key(0)) + nbytes(cfg.hyperparams())
 
 
-def working_bytes(cfg: Config) -> int:
+def working_bytes(cfg: Config, param_bytes: int) -> int:
     """Scratch of one vector step: activations and gradients of the three batched forward passes
     (online on obs and next_obs, target on next_obs) and the sampled n-step sequences, per sample;
-    gradients and optimiser updates, per parameter. Fitted to the compiled temp of 7 configs (batch
-    32-128, hidden 16-256 wide, n_step 1-5) in both loops, within ~20%; the state, the replay buffer
-    above all, is most of a real config's peak."""
-    sizes = (env.OBS_SIZE, *cfg.hidden_sizes, env.NUM_ACTIONS)
-    params = sum((a + 1) * b for a, b in itertools.pairwise(sizes))
-    return cfg.batch_size * (16 * sum(cfg.hidden_sizes) + 40 + 3 * (cfg.n_step - 1)) + round(3.3 * params)
+    gradients and optimiser updates, per parameter (`param_bytes`: state_breakdown's "params").
+    Fitted to the compiled temp of 7 configs (batch 32-128, hidden 16-256 wide, n_step 1-5) in both
+    loops, within ~20%; the state, the replay buffer above all, is most of a real config's peak."""
+    return cfg.batch_size * (16 * sum(cfg.hidden_sizes) + 40 + 3 * (cfg.n_step - 1)) + round(0.825 * param_bytes)
 
 
 def estimate_peak(cfg: Config, runs_per_device: int, batching: str = "map", breakdown: dict[str, int] | None = None) -> int:
     """Bytes one device needs for a chunk with this many runs, from shapes only."""
-    state = sum((breakdown or state_breakdown(cfg)).values())
-    return peak_bytes(state, input_bytes(cfg), working_bytes(cfg), runs_per_device, batching)
+    parts = breakdown or state_breakdown(cfg)
+    return peak_bytes(sum(parts.values()), input_bytes(cfg), working_bytes(cfg, parts["params"]), runs_per_device, batching)
 
 
 def peak_bytes(state: int, inputs: int, work: int, r: int, batching: str) -> int:
@@ -115,8 +111,9 @@ def _host_ram() -> int:
 
 def max_runs_per_device(cfg: Config, capacity: int, batching: str = "map", breakdown: dict[str, int] | None = None) -> int:
     """The most runs one device fits within HEADROOM of its capacity (0 if not even one)."""
-    state = sum((breakdown or state_breakdown(cfg)).values())
-    peak = lambda r: peak_bytes(state, input_bytes(cfg), working_bytes(cfg), r, batching)
+    parts = breakdown or state_breakdown(cfg)
+    state, inputs, work = sum(parts.values()), input_bytes(cfg), working_bytes(cfg, parts["params"])
+    peak = lambda r: peak_bytes(state, inputs, work, r, batching)
     budget, lo, hi = capacity * HEADROOM, 0, 1
     while peak(hi) <= budget and hi < 1 << 40:
         lo, hi = hi, hi * 2
@@ -198,7 +195,8 @@ def format_plan(plan: Plan, label: str = "") -> str:
         lines.append(f"    {name:<18}{_fmt(plan.breakdown[name]):>14}")
     state = sum(plan.breakdown.values())
     lines.append(f"    {'state total':<18}{_fmt(state):>14}")
-    lines.append(f"    {'step scratch':<18}{_fmt(working_bytes(plan.config)):>14}  (estimated from batch_size, hidden_sizes, n_step)")
+    work = working_bytes(plan.config, plan.breakdown["params"])
+    lines.append(f"    {'step scratch':<18}{_fmt(work):>14}  (estimated from batch_size, hidden_sizes, n_step)")
     lines.append(f"  estimated peak per device: {_fmt(plan.estimate)}")
     if plan.compiled:
         c = plan.compiled
