@@ -114,6 +114,11 @@ def batching_mode(mode: str, devices: list) -> str:
     return "map" if devices[0].platform == "cpu" else "vmap"
 
 
+def loop_for(loop: str | None, devices: list) -> str:
+    """make_trainer's loop for a program on `devices`: `loop`, else the platform's (kernels.for_platform)."""
+    return kernels.for_platform(devices[0].platform).loop if loop is None else loop
+
+
 class Program:
     """The compiled init and chunk functions for R runs sharded over devices; compiled once.
 
@@ -126,7 +131,7 @@ class Program:
 
     @classmethod
     def get(cls, cfg: Config, num_runs: int, devices: list, batching: str = "auto", loop: str | None = None) -> Program:
-        key = (cfg.program_key(), num_runs, tuple(d.id for d in devices), batching_mode(batching, devices), loop)
+        key = (cfg.program_key(), num_runs, tuple(d.id for d in devices), batching_mode(batching, devices), loop_for(loop, devices))
         if key not in cls._cache:
             cls._cache[key] = cls(cfg, num_runs, devices, batching, loop)
         return cls._cache[key]
@@ -146,12 +151,12 @@ class Program:
         runs, shared = PartitionSpec("runs"), PartitionSpec()
         self.runs_sharding = NamedSharding(mesh, runs)
         chosen = kernels.for_platform(devices[0].platform)
-        chosen = chosen if loop is None else kernels.Kernels(chosen.thin_as_sums, loop)
-        trainer = make_trainer(cfg, chosen)
+        self.loop = loop_for(loop, devices)
+        trainer = make_trainer(cfg, chosen, self.loop)
         init = over_runs(lambda key, hp: trainer.init(key, hp), self.batching)
         chunk = over_runs(trainer.run_chunk, self.batching)
         options = chosen.jit_options()
-        self.identity = {"static": cfg.program_key(), "runs": self.padded, "batching": self.batching, "loop": chosen.loop,
+        self.identity = {"static": cfg.program_key(), "runs": self.padded, "batching": self.batching, "loop": self.loop,
                          "options": options,
                          "devices": [(d.platform, getattr(d, "device_kind", "")) for d in devices]}
         self._init = jax.jit(jax.shard_map(init, mesh=mesh, in_specs=(runs, runs), out_specs=runs, check_vma=False), **options)
