@@ -4,9 +4,9 @@ jax's persistent compile cache is keyed by the lowered program, so even a hit pa
 lowering it (~2.5 s for the default preset on 2 CPU cores). This cache is keyed by what determines
 the program: the static config, the runs and devices, the compiler options, the jax and jaxlib
 versions, this package's source and the versions of the libraries it traces, the CPU and jax's
-settings (all but those of caches and logs). So it is read before any of that work (~0.5 s). An entry that can't
-be read or loaded means compiling as before.
-The CLI keeps it in a `programs` folder of its compile cache (`host.use_compilation_cache`).
+settings (all but those of caches and logs). So it is read before any of that work (~0.5 s). An
+entry that can't be read or loaded means compiling as before. The CLI keeps it in a `programs`
+folder of its compile cache (`host.use_compilation_cache`).
 """
 
 from __future__ import annotations
