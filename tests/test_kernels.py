@@ -8,6 +8,8 @@ import pytest
 from cartpole_jax.config import Config
 from cartpole_jax.core import kernels
 from cartpole_jax.core.network import make_network
+from cartpole_jax.core.train import make_trainer
+from cartpole_jax.program import batch_hyperparams, over_runs
 
 
 @pytest.mark.parametrize("platform", ["gpu", "cuda", "rocm", "tpu"])
@@ -35,10 +37,47 @@ def test_cpu_options_compile_and_give_the_network_s_values():
     np.testing.assert_allclose(fast, make_network(cfg).apply(params, obs), rtol=1e-5, atol=1e-5)
 
 
-def test_a_compiler_that_rejects_the_option_falls_back_to_matmuls(monkeypatch):
+@pytest.fixture
+def fresh_probes():
+    kernels._cpu_accepts.cache_clear()
+    yield
+    kernels._cpu_accepts.cache_clear()
+
+
+def test_a_compiler_that_rejects_the_option_falls_back_to_matmuls(monkeypatch, fresh_probes):
     monkeypatch.setattr(kernels, "ONLY_DOTS", {"xla_cpu_experimental_ynn_fusion_type": "NOT_A_FUSION_TYPE"})
-    kernels._cpu_accepts_only_dots.cache_clear()
-    try:
-        assert kernels.for_platform("cpu") == kernels.Kernels(thin_as_sums=False, loop="general")
-    finally:
-        kernels._cpu_accepts_only_dots.cache_clear()
+    chosen = kernels.for_platform("cpu")
+    assert not chosen.thin_as_sums and chosen.loop == "general"
+    assert "xla_cpu_experimental_ynn_fusion_type" not in chosen.init_jit_options().get("compiler_options", {})
+
+
+def test_a_compiler_that_rejects_quick_compile_compiles_init_like_the_chunk(monkeypatch, fresh_probes):
+    monkeypatch.setattr(kernels, "QUICK_COMPILE", {"xla_not_an_option": True})
+    chosen = kernels.for_platform("cpu")
+    assert not chosen.quick_init and chosen.init_jit_options() == chosen.jit_options()
+
+
+def test_cpu_compiles_init_quickly_and_accelerators_take_xla_s_defaults():
+    cpu = kernels.for_platform("cpu")
+    if not cpu.quick_init:
+        pytest.skip("this jaxlib's CPU compiler does not take QUICK_COMPILE")
+    assert cpu.init_jit_options()["compiler_options"] == {**cpu.jit_options().get("compiler_options", {}), **kernels.QUICK_COMPILE}
+    assert kernels.for_platform("gpu").init_jit_options() == {}
+
+
+@pytest.mark.parametrize("kernel_init,dueling,batching", [("lecun_normal", False, "map"), ("he_uniform", True, "vmap"),
+                                                          ("he_normal", False, "vmap"), ("glorot_uniform", False, "map"),
+                                                          ("orthogonal", True, "map")])
+def test_quick_compiled_init_gives_the_same_bits(tiny, kernel_init, dueling, batching):
+    """The init program is compiled for compile time, not speed: its every output keeps its bits."""
+    cpu = kernels.for_platform("cpu")
+    if not cpu.quick_init:
+        pytest.skip("this jaxlib's CPU compiler does not take QUICK_COMPILE")
+    cfg = tiny.replace(kernel_init=kernel_init, dueling=dueling, hidden_sizes=(16, 8))
+    init = over_runs(make_trainer(cfg, cpu).init, batching)
+    keys, hps = jax.vmap(jax.random.key)(jnp.arange(3)), batch_hyperparams(cfg, [{}] * 3)
+    quick = jax.jit(init, **cpu.init_jit_options())(keys, hps)
+    usual = jax.jit(init, **cpu.jit_options())(keys, hps)
+    bits = lambda x: np.asarray(jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x)
+    for a, b in zip(jax.tree.leaves(quick), jax.tree.leaves(usual), strict=True):
+        np.testing.assert_array_equal(bits(a), bits(b))

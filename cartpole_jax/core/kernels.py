@@ -14,6 +14,10 @@ The loop: accelerators take the branch-free loop wherever the schedule allows (`
 "auto"), since there a branch per vector step costs a round trip to the host. On CPU a conditional is
 a branch in host code, and the general loop, which skips the work a branch-free step computes and
 drops, trains 3-8% faster and compiles faster, with the same bits (docs/performance.md).
+
+The init program runs once per run, so on CPU it is compiled for compile time rather than speed
+(QUICK_COMPILE: LLVM -O1 and XLA's elemental emitters). That takes about half its compile CPU, which
+on 2 cores is CPU the chunk's compile would have had; its outputs keep their bits (tests/test_kernels.py).
 """
 
 from __future__ import annotations
@@ -25,14 +29,16 @@ import jax
 import numpy as np
 
 ONLY_DOTS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
+QUICK_COMPILE = {"xla_backend_optimization_level": 1, "xla_cpu_use_fusion_emitters": False}
 
 
 @functools.cache
-def _cpu_accepts_only_dots() -> bool:
-    """Whether this jaxlib's CPU compiler takes ONLY_DOTS (one tiny compile, once per process)."""
+def _cpu_accepts(*names: str) -> bool:
+    """Whether this jaxlib's CPU compiler takes all the named option sets (one tiny compile per set of names, per process)."""
+    options = {k: v for name in names for k, v in globals()[name].items()}
     try:
         x = jax.device_put(np.float32(0), jax.devices("cpu")[0])
-        jax.jit(lambda v: v + 1, compiler_options=ONLY_DOTS).lower(x).compile()
+        jax.jit(lambda v: v + 1, compiler_options=options).lower(x).compile()
     except Exception:  # an unknown option or enum value, or a jax without compiler_options: keep the defaults
         return False
     return True
@@ -44,9 +50,15 @@ class Kernels(NamedTuple):
 
     thin_as_sums: bool = False
     loop: str = "auto"
+    quick_init: bool = False  # compile the init program with QUICK_COMPILE
 
     def jit_options(self) -> dict[str, Any]:
         return {"compiler_options": dict(ONLY_DOTS)} if self.thin_as_sums else {}
+
+    def init_jit_options(self) -> dict[str, Any]:
+        """jit_options for the init program."""
+        options = {**self.jit_options().get("compiler_options", {}), **(QUICK_COMPILE if self.quick_init else {})}
+        return {"compiler_options": options} if options else {}
 
 
 PLAIN = Kernels()  # matmuls everywhere, XLA's default options, the branch-free loop: right for any platform, fastest off CPU
@@ -54,7 +66,9 @@ PLAIN = Kernels()  # matmuls everywhere, XLA's default options, the branch-free 
 
 def for_platform(platform: str) -> Kernels:
     """The one place a platform's kernels are chosen: on CPU thin layers as sums where the compiler
-    takes ONLY_DOTS, and the general loop."""
+    takes ONLY_DOTS, the general loop, and a quick-compiled init where the compiler takes QUICK_COMPILE."""
     if platform != "cpu":
         return PLAIN
-    return Kernels(thin_as_sums=_cpu_accepts_only_dots(), loop="general")
+    if _cpu_accepts("ONLY_DOTS", "QUICK_COMPILE"):  # the usual case: one probe
+        return Kernels(thin_as_sums=True, loop="general", quick_init=True)
+    return Kernels(thin_as_sums=_cpu_accepts("ONLY_DOTS"), loop="general", quick_init=_cpu_accepts("QUICK_COMPILE"))
