@@ -39,9 +39,9 @@ def test_cpu_options_compile_and_give_the_network_s_values():
 
 @pytest.fixture
 def fresh_probes():
-    kernels._cpu_accepts.cache_clear()
+    kernels._cpu_accepts_items.cache_clear()
     yield
-    kernels._cpu_accepts.cache_clear()
+    kernels._cpu_accepts_items.cache_clear()
 
 
 def test_a_compiler_that_rejects_the_option_falls_back_to_matmuls(monkeypatch, fresh_probes):

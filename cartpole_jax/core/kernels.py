@@ -32,13 +32,17 @@ ONLY_DOTS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVI
 QUICK_COMPILE = {"xla_backend_optimization_level": 1, "xla_cpu_use_fusion_emitters": False}
 
 
+def _cpu_accepts(*option_sets: dict[str, Any]) -> bool:
+    """Whether this jaxlib's CPU compiler takes all these options together."""
+    return _cpu_accepts_items(frozenset(item for options in option_sets for item in options.items()))
+
+
 @functools.cache
-def _cpu_accepts(*names: str) -> bool:
-    """Whether this jaxlib's CPU compiler takes all the named option sets (one tiny compile per set of names, per process)."""
-    options = {k: v for name in names for k, v in globals()[name].items()}
+def _cpu_accepts_items(items: frozenset) -> bool:
+    """_cpu_accepts for hashable options: one tiny compile per set of options, once per process."""
     try:
         x = jax.device_put(np.float32(0), jax.devices("cpu")[0])
-        jax.jit(lambda v: v + 1, compiler_options=options).lower(x).compile()
+        jax.jit(lambda v: v + 1, compiler_options=dict(items)).lower(x).compile()
     except Exception:  # an unknown option or enum value, or a jax without compiler_options: keep the defaults
         return False
     return True
@@ -69,6 +73,6 @@ def for_platform(platform: str) -> Kernels:
     takes ONLY_DOTS, the general loop, and a quick-compiled init where the compiler takes QUICK_COMPILE."""
     if platform != "cpu":
         return PLAIN
-    if _cpu_accepts("ONLY_DOTS", "QUICK_COMPILE"):  # the usual case: one probe
+    if _cpu_accepts(ONLY_DOTS, QUICK_COMPILE):  # the usual case: one probe
         return Kernels(thin_as_sums=True, loop="general", quick_init=True)
-    return Kernels(thin_as_sums=_cpu_accepts("ONLY_DOTS"), loop="general", quick_init=_cpu_accepts("QUICK_COMPILE"))
+    return Kernels(thin_as_sums=_cpu_accepts(ONLY_DOTS), loop="general", quick_init=_cpu_accepts(QUICK_COMPILE))
