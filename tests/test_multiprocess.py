@@ -208,14 +208,19 @@ def check_train_killed_then_resumed(tmp_path: Path, base_env, reference: Path) -
         assert code == 2 and err.strip().splitlines()[-1].endswith(refusal), err[-2000:]
 
 
-def test_process_0_killed_ends_process_1_with_exit_1_and_one_error_line(tmp_path, base_env):
-    """The coordinator dies with process 0: process 1's next collective fails, and it leaves at once, in one line."""
+def test_process_0_killed_ends_process_1_at_once_with_one_error_line(tmp_path, base_env):
+    """The coordinator dies with process 0: process 1 leaves at once, in one line.
+
+    Usually its next collective fails first (exit 1); sometimes jax's runtime notices the lost
+    coordinator first and aborts the process (SIGABRT), and runtime_log writes the line in its place.
+    """
     out = tmp_path / "run"
     argv = ["train", *SETS, "--set", "checkpoint_every=1", "--seeds", "2", "--devices", "all", "--quiet", "--out", str(out)]
     (_, (code, _, err)), took = kill_after_first_checkpoint(argv, base_env, tmp_path, out, victim=0)
-    assert code == 1 and took < BOUND, (code, took, err[-2000:])
+    assert code in (1, -signal.SIGABRT) and took < BOUND, (code, took, err[-2000:])
     [line] = err.strip().splitlines()  # jax's runtime lines about the lost coordinator are filtered out (runtime_log)
-    assert line.startswith("cartpole-jax: error: process 1 of 2: the multi-process job broke"), err[-2000:]
+    ours = "the multi-process job broke" if code == 1 else "jax's distributed runtime ended the job"
+    assert line.startswith(f"cartpole-jax: error: process 1 of 2: {ours}"), err[-2000:]
     assert checkpoint.steps(out)  # what process 0 saved is still there
 
 
