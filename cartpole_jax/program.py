@@ -155,12 +155,12 @@ class Program:
         trainer = make_trainer(cfg, chosen, self.loop)
         init = over_runs(lambda key, hp: trainer.init(key, hp), self.batching)
         chunk = over_runs(trainer.run_chunk, self.batching)
-        options = chosen.jit_options()
+        options, init_options = chosen.jit_options(), chosen.init_jit_options()
         self.identity = {"static": cfg.program_key(), "runs": self.padded, "batching": self.batching, "loop": self.loop,
-                         "options": options, "init_options": chosen.init_jit_options(),
+                         "options": options, "init_options": init_options,
                          "devices": [(d.platform, getattr(d, "device_kind", "")) for d in devices]}
         self._init = jax.jit(jax.shard_map(init, mesh=mesh, in_specs=(runs, runs), out_specs=runs, check_vma=False),
-                             **chosen.init_jit_options())
+                             **init_options)
         self._chunk = jax.jit(
             jax.shard_map(chunk, mesh=mesh, in_specs=(runs, runs, shared), out_specs=runs, check_vma=False),
             donate_argnums=0,
