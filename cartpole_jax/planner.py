@@ -71,13 +71,13 @@ def estimate_peak(cfg: Config, runs_per_device: int, batching: str = "map", brea
 
 
 def peak_bytes(state: int, inputs: int, work: int, r: int, batching: str) -> int:
-    """The donated state is updated in place (its output aliases its input). "map" stacks each
-    run's new state into a second buffer (plus one run in flight) and works on one run at a time;
-    "vmap" works on all runs at once."""
+    """The donated state is updated in place (its output aliases its input). "map" works on one run
+    at a time, whose state is copied out and written back (`over_runs`' in_place); "vmap" works on
+    all runs at once."""
     resident = r * (state + inputs)
     if batching == "vmap":
         return resident + r * work
-    return resident + ((r + 1) * state if r > 1 else 0) + work
+    return resident + (state if r > 1 else 0) + work
 
 
 def device_capacity(devices: list) -> tuple[int, str]:
