@@ -2,9 +2,14 @@
 `train --seeds 8` cold (CARTPOLE_JAX_CACHE=off) and with the compile cache.
 
     python benchmarks/startup.py [--repeats 3] [--seeds 8] [--out FILE] [--quick]
+    python benchmarks/startup.py --against CHECKOUT [--repeats 10] ...
 
 Commands take turns, so a machine whose speed drifts slows them alike; medians are reported. The
 train runs read compile, train, startup and outputs seconds from their summary.json where it has them.
+
+--against compares the cold train run with another checkout's (`git worktree add /tmp/base HEAD~1`),
+in pairs taken in turns: on a shared 2-core box the speed drifts by more within minutes than a change
+of a few tenths of a second moves it, and each pair's difference cancels most of that drift.
 """
 
 from __future__ import annotations
@@ -68,6 +73,55 @@ def measure(repeats: int, seeds: int, quick: bool) -> dict:
     return rows
 
 
+def measure_pairs(repeats: int, seeds: int, quick: bool, against: Path) -> list[dict[str, dict]]:
+    """`repeats` pairs of cold train runs, this checkout's then `against`'s, each with its package first
+    on the path (run from a scratch folder, so the working directory shadows neither)."""
+    ours = Path(__file__).resolve().parent.parent
+    pairs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        argv, extra = commands(seeds, quick, work)["train_cold"]
+        for _ in range(repeats):
+            pair = {}
+            for side, root in (("ours", ours), ("against", against)):
+                subprocess.run(["rm", "-rf", str(work / "cold")])
+                env = {**os.environ, **extra, "PYTHONPATH": str(root)}
+                t0 = time.perf_counter()
+                done = subprocess.run(argv, env=env, cwd=work, capture_output=True, text=True, timeout=600)
+                row = {"wall_seconds": round(time.perf_counter() - t0, 3), "exit_code": done.returncode}
+                if (work / "cold" / "summary.json").is_file():
+                    data = json.loads((work / "cold" / "summary.json").read_text())
+                    row.update({k: data[k] for k in SUMMARY_KEYS if k in data})
+                pair[side] = row
+            pairs.append(pair)
+    return pairs
+
+
+def paired(pairs: list[dict[str, dict]], key: str) -> dict:
+    """Median of ours - against over the pairs where both have `key`, and in how many ours was lower."""
+    both = [(p["ours"][key], p["against"][key]) for p in pairs if key in p["ours"] and key in p["against"]]
+    if not both:
+        return {"median_difference": None, "ours_lower": 0, "pairs": 0}
+    diffs = [a - b for a, b in both]
+    return {"median_difference": round(statistics.median(diffs), 3), "ours_lower": sum(d < 0 for d in diffs), "pairs": len(both),
+            "ours_median": round(statistics.median(a for a, _ in both), 3),
+            "against_median": round(statistics.median(b for _, b in both), 3)}
+
+
+def report_pairs(pairs: list[dict[str, dict]], against: Path, args) -> dict:
+    from benchmarks.timing import machine
+
+    revision = subprocess.run(["git", "rev-parse", "HEAD"], cwd=against, capture_output=True, text=True).stdout.strip()
+    return {
+        "command": " ".join(sys.argv),
+        "repeats": args.repeats, "seeds": args.seeds, "quick": args.quick,
+        "against": {"path": str(against), "commit": revision or None},
+        "paired": {key: paired(pairs, key) for key in ("wall_seconds", "compile_seconds")},
+        "pairs": pairs,
+        "machine": machine(),
+    }
+
+
 def report(rows: dict, args) -> dict:
     from benchmarks.timing import machine
 
@@ -89,10 +143,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=8)
     p.add_argument("--quick", action="store_true", help="a tiny training run (tests)")
     p.add_argument("--out", metavar="FILE")
+    p.add_argument("--against", metavar="CHECKOUT", type=Path, help="pairs of cold train runs with another checkout's package")
     args = p.parse_args(argv)
-    result = report(measure(args.repeats, args.seeds, args.quick), args)
-    for name, wall in result["median_wall_seconds"].items():
-        print(f"{name:14s} median {wall:7.2f} s   (target {TARGETS[name]} s)")
+    if args.against is not None:
+        if not (args.against / "cartpole_jax" / "__init__.py").is_file():
+            p.error(f"--against must be a checkout of this project (no cartpole_jax/ in {args.against})")
+        result = report_pairs(measure_pairs(args.repeats, args.seeds, args.quick, args.against.resolve()), args.against, args)
+        for key, stats in result["paired"].items():
+            print(f"{key:16s} ours - against: median {stats['median_difference']} s, ours lower in {stats['ours_lower']}/{stats['pairs']}")
+    else:
+        result = report(measure(args.repeats, args.seeds, args.quick), args)
+        for name, wall in result["median_wall_seconds"].items():
+            print(f"{name:14s} median {wall:7.2f} s   (target {TARGETS[name]} s)")
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     return 0

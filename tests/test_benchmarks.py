@@ -194,3 +194,24 @@ def test_scaling_child_is_killed_at_its_limit():
     sleeper = [sys.executable, "-c", "print('started', flush=True); import time; time.sleep(30)"]
     res = run_child(sleeper, 1.0, child_env(), log=lambda s: None)
     assert res["killed_at_limit"] and res["returncode"] != 0 and res["tail"] == ["started"] and res["seconds"] < 10
+
+
+def test_startup_pairs_report_medians_of_differences_by_hand():
+    from benchmarks.startup import paired
+
+    pairs = [{"ours": {"c": 4.0}, "against": {"c": 4.5}}, {"ours": {"c": 6.0}, "against": {"c": 5.0}},
+             {"ours": {"c": 3.0}, "against": {"c": 3.2}}, {"ours": {}, "against": {"c": 9.9}}]  # a failed run counts in no pair
+    assert paired(pairs, "c") == {"median_difference": -0.2, "ours_lower": 2, "pairs": 3, "ours_median": 4.0, "against_median": 4.5}
+    assert paired(pairs, "missing")["pairs"] == 0
+
+
+def test_startup_against_a_checkout_runs_cold_pairs(tmp_path):
+    out = tmp_path / "pairs.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "startup.py"), "--quick", "--repeats", "1", "--seeds", "1",
+                           "--against", str(ROOT), "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.loads(out.read_text())
+    (pair,) = data["pairs"]
+    assert pair["ours"]["exit_code"] == pair["against"]["exit_code"] == 0
+    assert pair["ours"]["compile_seconds"] > 0 and data["paired"]["compile_seconds"]["pairs"] == 1
+    assert data["against"]["path"] == str(ROOT)
