@@ -74,16 +74,17 @@ def measure(repeats: int, seeds: int, quick: bool) -> dict:
 
 
 def measure_pairs(repeats: int, seeds: int, quick: bool, against: Path) -> list[dict[str, dict]]:
-    """`repeats` pairs of cold train runs, this checkout's then `against`'s, each with its package first
+    """`repeats` pairs of cold train runs, this checkout's and `against`'s, each with its package first
     on the path (run from a scratch folder, so the working directory shadows neither)."""
     ours = Path(__file__).resolve().parent.parent
     pairs = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         argv, extra = commands(seeds, quick, work)["train_cold"]
-        for _ in range(repeats):
+        for i in range(repeats):
             pair = {}
-            for side, root in (("ours", ours), ("against", against)):
+            sides = [("ours", ours), ("against", against)]
+            for side, root in sides if i % 2 == 0 else sides[::-1]:  # each goes first as often: no bias from going second
                 subprocess.run(["rm", "-rf", str(work / "cold")])
                 env = {**os.environ, **extra, "PYTHONPATH": str(root)}
                 t0 = time.perf_counter()
