@@ -32,10 +32,16 @@ SUMMARY_KEYS = ("compile_seconds", "train_seconds", "startup_seconds", "outputs_
 TARGETS = {"help": 0.5, "config": 0.5, "bad_set": 0.5, "train_cold": 12.0, "train_cached": 9.0}
 
 
-def timed(argv: list[str], env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess]:
+def timed_row(argv: list[str], env: dict[str, str], summary: Path | None = None, cwd: Path | None = None) -> dict:
+    """Wall seconds and exit code of one command in a fresh process, plus SUMMARY_KEYS from the
+    summary.json it wrote, if any."""
     t0 = time.perf_counter()
-    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
-    return time.perf_counter() - t0, done
+    done = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=600)
+    row = {"wall_seconds": round(time.perf_counter() - t0, 3), "exit_code": done.returncode}
+    if summary is not None and summary.is_file():
+        data = json.loads(summary.read_text())
+        row.update({k: data[k] for k in SUMMARY_KEYS if k in data})
+    return row
 
 
 def commands(seeds: int, quick: bool, work: Path) -> dict[str, tuple[list[str], dict[str, str]]]:
@@ -63,13 +69,8 @@ def measure(repeats: int, seeds: int, quick: bool) -> dict:
             for name, (argv, extra) in cmds.items():
                 for out in ("cold", "cached"):
                     subprocess.run(["rm", "-rf", str(work / out)])
-                wall, done = timed(argv, {**os.environ, **extra})
-                row = {"wall_seconds": round(wall, 3), "exit_code": done.returncode}
-                summary = work / name.removeprefix("train_") / "summary.json"
-                if name.startswith("train_") and summary.is_file():
-                    data = json.loads(summary.read_text())
-                    row.update({k: data[k] for k in SUMMARY_KEYS if k in data})
-                rows.setdefault(name, []).append(row)
+                summary = work / name.removeprefix("train_") / "summary.json" if name.startswith("train_") else None
+                rows.setdefault(name, []).append(timed_row(argv, {**os.environ, **extra}, summary))
     return rows
 
 
@@ -87,13 +88,7 @@ def measure_pairs(repeats: int, seeds: int, quick: bool, against: Path) -> list[
             for side, root in sides if i % 2 == 0 else sides[::-1]:  # each goes first as often: no bias from going second
                 subprocess.run(["rm", "-rf", str(work / "cold")])
                 env = {**os.environ, **extra, "PYTHONPATH": str(root)}
-                t0 = time.perf_counter()
-                done = subprocess.run(argv, env=env, cwd=work, capture_output=True, text=True, timeout=600)
-                row = {"wall_seconds": round(time.perf_counter() - t0, 3), "exit_code": done.returncode}
-                if (work / "cold" / "summary.json").is_file():
-                    data = json.loads((work / "cold" / "summary.json").read_text())
-                    row.update({k: data[k] for k in SUMMARY_KEYS if k in data})
-                pair[side] = row
+                pair[side] = timed_row(argv, env, work / "cold" / "summary.json", cwd=work)
             pairs.append(pair)
     return pairs
 
@@ -110,13 +105,12 @@ def paired(pairs: list[dict[str, dict]], key: str) -> dict:
 
 
 def report_pairs(pairs: list[dict[str, dict]], against: Path, args) -> dict:
-    from benchmarks.timing import machine
+    from benchmarks.timing import commit, machine
 
-    revision = subprocess.run(["git", "rev-parse", "HEAD"], cwd=against, capture_output=True, text=True).stdout.strip()
     return {
         "command": " ".join(sys.argv),
         "repeats": args.repeats, "seeds": args.seeds, "quick": args.quick,
-        "against": {"path": str(against), "commit": revision or None},
+        "against": {"path": str(against), "commit": commit(against)},
         "paired": {key: paired(pairs, key) for key in ("wall_seconds", "compile_seconds")},
         "pairs": pairs,
         "machine": machine(),

@@ -80,13 +80,14 @@ def versions() -> dict[str, str | None]:
     return out
 
 
-def commit() -> str | None:
-    """The checkout's git commit; CARTPOLE_JAX_COMMIT names it where the tree travelled without .git."""
-    if os.environ.get("CARTPOLE_JAX_COMMIT"):
+def commit(checkout: str | os.PathLike | None = None) -> str | None:
+    """The git commit of this checkout (or of another one); CARTPOLE_JAX_COMMIT names this one where
+    the tree travelled without .git."""
+    if checkout is None and os.environ.get("CARTPOLE_JAX_COMMIT"):
         return os.environ["CARTPOLE_JAX_COMMIT"]
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-                             cwd=os.path.dirname(os.path.abspath(__file__)))
+                             cwd=checkout or os.path.dirname(os.path.abspath(__file__)))
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
