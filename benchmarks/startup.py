@@ -5,7 +5,8 @@
     python benchmarks/startup.py --against CHECKOUT [--repeats 10] ...
 
 Commands take turns, so a machine whose speed drifts slows them alike; medians are reported. The
-train runs read compile, train, startup and outputs seconds from their summary.json where it has them.
+train runs read compile, train, startup and outputs seconds from their summary.json where it has them;
+"compile_cold" is the cold runs' median compile_seconds.
 
 --against compares the cold train run with another checkout's (`git worktree add /tmp/base HEAD~1`),
 in pairs taken in turns: on a shared 2-core box the speed drifts by more within minutes than a change
@@ -29,7 +30,10 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable f
 
 CLI = [sys.executable, "-m", "cartpole_jax"]
 SUMMARY_KEYS = ("compile_seconds", "train_seconds", "startup_seconds", "outputs_seconds")
-TARGETS = {"help": 0.5, "config": 0.5, "bad_set": 0.5, "train_cold": 12.0, "train_cached": 9.0}
+# Medians of wall seconds, and "compile_cold" of the cold runs' compile_seconds. The train walls are
+# targets for `--seeds 8`; the compile's holds at any seed count (issue 21: at 8 and at 64).
+TARGETS = {"help": 0.5, "config": 0.5, "bad_set": 0.5, "train_cold": 12.0, "train_cached": 9.0, "compile_cold": 4.0}
+WALL_TARGET_SEEDS = 8
 
 
 def timed_row(argv: list[str], env: dict[str, str], summary: Path | None = None, cwd: Path | None = None) -> dict:
@@ -121,12 +125,18 @@ def report(rows: dict, args) -> dict:
     from benchmarks.timing import machine
 
     medians = {name: statistics.median(r["wall_seconds"] for r in runs) for name, runs in rows.items()}
+    parts = {name: {key: round(statistics.median(r[key] for r in runs), 3) for key in SUMMARY_KEYS if all(key in r for r in runs)}
+             for name, runs in rows.items() if name.startswith("train_")}
+    if "compile_seconds" in parts.get("train_cold", {}):
+        medians["compile_cold"] = parts["train_cold"]["compile_seconds"]
+    targets = {k: t for k, t in TARGETS.items() if k in medians and (args.seeds == WALL_TARGET_SEEDS or not k.startswith("train_"))}
     return {
         "command": " ".join(sys.argv),
         "repeats": args.repeats, "seeds": args.seeds, "quick": args.quick,
-        "median_wall_seconds": {k: round(v, 3) for k, v in medians.items()},
-        "targets_seconds": TARGETS,
-        "meets_targets": None if args.quick else {k: medians[k] <= t for k, t in TARGETS.items()},
+        "median_seconds": {k: round(v, 3) for k, v in medians.items()},
+        "median_summary_seconds": parts,
+        "targets_seconds": targets,
+        "meets_targets": None if args.quick else {k: medians[k] <= t for k, t in targets.items()},
         "runs": rows,
         "machine": machine(),
     }
@@ -148,8 +158,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{key:16s} ours - against: median {stats['median_difference']} s, ours lower in {stats['ours_lower']}/{stats['pairs']}")
     else:
         result = report(measure(args.repeats, args.seeds, args.quick), args)
-        for name, wall in result["median_wall_seconds"].items():
-            print(f"{name:14s} median {wall:7.2f} s   (target {TARGETS[name]} s)")
+        for name, seconds in result["median_seconds"].items():
+            target = result["targets_seconds"].get(name)
+            print(f"{name:14s} median {seconds:7.2f} s" + (f"   (target {target} s)" if target is not None else ""))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     return 0
