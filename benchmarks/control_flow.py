@@ -121,7 +121,7 @@ def count_general(cfg, runs_per_device: int, device, batching: str) -> dict:
     from cartpole_jax.core.train import make_trainer, state_shapes
     from cartpole_jax.program import batch_hyperparams, over_runs
 
-    chosen = kernels.for_platform(device.platform)
+    chosen = kernels.for_platform(device.platform, cfg.hidden_sizes)
     trainer = make_trainer(cfg, chosen, loop="general")
     hps = jax.tree.map(jnp.asarray, batch_hyperparams(cfg, [{}] * runs_per_device))
     chunk = jax.jit(over_runs(trainer.run_chunk, batching, in_place=True), donate_argnums=0, **chosen.jit_options())  # as Program builds it

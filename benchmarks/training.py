@@ -86,7 +86,7 @@ def update_only(cfg: Config, num_seeds: int, num_updates: int, batching: str = "
     `jit_options` overrides the compile options that go with them.
     """
     devices = pick_devices(None)
-    chosen = kernels.for_platform(devices[0].platform) if chosen is None else chosen
+    chosen = kernels.for_platform(devices[0].platform, cfg.hidden_sizes) if chosen is None else chosen
     jit_options = chosen.jit_options() if jit_options is None else jit_options
     network = make_network(cfg, chosen.thin_as_sums)
     obs_example = jnp.zeros((cp_env.OBS_SIZE,), jnp.float32)

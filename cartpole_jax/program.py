@@ -184,7 +184,7 @@ class Program:
         mesh = Mesh(np.array(devices), ("runs",))
         runs, shared = PartitionSpec("runs"), PartitionSpec()
         self.runs_sharding = NamedSharding(mesh, runs)
-        chosen = kernels.for_platform(devices[0].platform)
+        chosen = kernels.for_platform(devices[0].platform, cfg.hidden_sizes)
         self.loop = loop_for(loop, devices)
         trainer = make_trainer(cfg, chosen, self.loop)
         init = over_runs(lambda key, hp: trainer.init(key, hp), self.batching)

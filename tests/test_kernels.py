@@ -26,11 +26,11 @@ def test_cpu_takes_the_general_loop_and_accelerators_the_branch_free_one():
 
 
 def test_cpu_options_compile_and_give_the_network_s_values():
-    cpu = kernels.for_platform("cpu")
+    cfg = Config()
+    cpu = kernels.for_platform("cpu", cfg.hidden_sizes)
     if not cpu.thin_as_sums:
         pytest.skip("this jaxlib's CPU compiler does not take the option")
-    assert cpu.jit_options() == {"compiler_options": kernels.ONLY_DOTS}
-    cfg = Config()
+    assert cpu.jit_options() == {"compiler_options": {**kernels.ONLY_DOTS, **kernels.LLVM_O1}}
     sums = make_network(cfg, thin_as_sums=True)
     params = sums.init(jax.random.key(0), jnp.zeros(4))
     obs = jax.random.normal(jax.random.key(1), (64, 4))
@@ -47,8 +47,9 @@ def fresh_probes():
 
 def test_a_compiler_that_rejects_the_option_falls_back_to_matmuls(monkeypatch, fresh_probes):
     monkeypatch.setattr(kernels, "ONLY_DOTS", {"xla_cpu_experimental_ynn_fusion_type": "NOT_A_FUSION_TYPE"})
-    chosen = kernels.for_platform("cpu")
-    assert chosen == kernels.Kernels(thin_as_sums=False, loop="general", quick_init=kernels._cpu_accepts(kernels.QUICK_COMPILE))
+    chosen = kernels.for_platform("cpu", (32, 32))
+    assert chosen == kernels.Kernels(thin_as_sums=False, loop="general", quick_init=kernels._cpu_accepts(kernels.QUICK_COMPILE),
+                                     llvm_o1=kernels._cpu_accepts(kernels.LLVM_O1))
     assert "xla_cpu_experimental_ynn_fusion_type" not in chosen.init_jit_options().get("compiler_options", {})
 
 
@@ -56,6 +57,23 @@ def test_a_compiler_that_rejects_quick_compile_compiles_init_like_the_chunk(monk
     monkeypatch.setattr(kernels, "QUICK_COMPILE", {"xla_not_an_option": True})
     chosen = kernels.for_platform("cpu")
     assert not chosen.quick_init and chosen.init_jit_options() == chosen.jit_options()
+
+
+def test_llvm_o1_only_for_networks_known_to_be_narrow():
+    """-O1 costs wide layers their vectorised loops (seed-tutorial's 512-wide trains 2-3% slower); an unknown network keeps -O3."""
+    edge = kernels.LLVM_O1_MAX_WIDTH
+    assert kernels.for_platform("cpu", (edge, 8)).llvm_o1 == kernels._cpu_accepts(kernels.LLVM_O1)
+    assert not kernels.for_platform("cpu", (512, 256, 64)).llvm_o1 and not kernels.for_platform("cpu", (8, edge + 1)).llvm_o1
+    assert not kernels.for_platform("cpu").llvm_o1
+    assert "xla_backend_optimization_level" not in kernels.for_platform("cpu", (512,)).jit_options().get("compiler_options", {})
+
+
+def test_a_compiler_that_rejects_llvm_o1_keeps_xla_s_optimisation_level(monkeypatch, fresh_probes):
+    monkeypatch.setattr(kernels, "LLVM_O1", {"xla_not_an_option": 1})
+    monkeypatch.setattr(kernels, "QUICK_COMPILE", {**kernels.LLVM_O1, "xla_cpu_use_fusion_emitters": False})
+    chosen = kernels.for_platform("cpu", (32, 32))
+    assert not chosen.llvm_o1 and not chosen.quick_init
+    assert "xla_not_an_option" not in chosen.jit_options().get("compiler_options", {})
 
 
 def test_cpu_compiles_init_quickly_and_accelerators_take_xla_s_defaults():

@@ -15,21 +15,30 @@ The loop: accelerators take the branch-free loop wherever the schedule allows (`
 a branch in host code, and the general loop, which skips the work a branch-free step computes and
 drops, trains 3-8% faster and compiles faster, with the same bits (docs/performance.md).
 
+On CPU, networks no wider than LLVM_O1_MAX_WIDTH are compiled at LLVM -O1 (LLVM_O1) rather than
+XLA's -O3: for them the extra passes unroll and vectorise loops of a few dozen elements, ~1.2 of the
+default chunk's ~5.5 compile CPU-seconds, and train no faster; the 512-wide seed-tutorial network
+trains 2-3% faster at -O3, which pays (docs/performance.md). Code generation decides where products
+and sums contract into FMAs, so -O1 rounds differently from -O3: results on CPU changed with it.
+
 The init program runs once per run, so on CPU it is compiled for compile time rather than speed
-(QUICK_COMPILE: LLVM -O1 and XLA's elemental emitters). That takes about half its compile CPU, which
-on 2 cores is CPU the chunk's compile would have had; its outputs keep their bits (tests/test_kernels.py).
+(QUICK_COMPILE: also XLA's elemental emitters). That takes about half its compile CPU, which on 2
+cores is CPU the chunk's compile would have had; its outputs keep their bits (tests/test_kernels.py).
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import jax
 import numpy as np
 
 ONLY_DOTS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
-QUICK_COMPILE = {"xla_backend_optimization_level": 1, "xla_cpu_use_fusion_emitters": False}
+LLVM_O1 = {"xla_backend_optimization_level": 1}
+LLVM_O1_MAX_WIDTH = 128  # training no slower at -O1 up to 120 wide (purejaxrl), 2-3% slower at 512 (seed-tutorial)
+QUICK_COMPILE = {**LLVM_O1, "xla_cpu_use_fusion_emitters": False}
 
 
 def _cpu_accepts(*option_sets: dict[str, Any]) -> bool:
@@ -55,9 +64,11 @@ class Kernels(NamedTuple):
     thin_as_sums: bool = False
     loop: str = "auto"
     quick_init: bool = False  # compile the init program with QUICK_COMPILE
+    llvm_o1: bool = False  # compile both programs with LLVM_O1
 
     def jit_options(self) -> dict[str, Any]:
-        return {"compiler_options": dict(ONLY_DOTS)} if self.thin_as_sums else {}
+        options = {**(ONLY_DOTS if self.thin_as_sums else {}), **(LLVM_O1 if self.llvm_o1 else {})}
+        return {"compiler_options": options} if options else {}
 
     def init_jit_options(self) -> dict[str, Any]:
         """jit_options for the init program."""
@@ -68,11 +79,15 @@ class Kernels(NamedTuple):
 PLAIN = Kernels()  # matmuls everywhere, XLA's default options, the branch-free loop: right for any platform, fastest off CPU
 
 
-def for_platform(platform: str) -> Kernels:
+def for_platform(platform: str, hidden_sizes: Sequence[int] | None = None) -> Kernels:
     """The one place a platform's kernels are chosen: on CPU thin layers as sums where the compiler
-    takes ONLY_DOTS, the general loop, and a quick-compiled init where the compiler takes QUICK_COMPILE."""
+    takes ONLY_DOTS, the general loop, and a quick-compiled init where it takes QUICK_COMPILE; LLVM
+    -O1 where it takes LLVM_O1 and no layer of `hidden_sizes` (the network's; None: unknown) is wider
+    than LLVM_O1_MAX_WIDTH."""
     if platform != "cpu":
         return PLAIN
-    if _cpu_accepts(ONLY_DOTS, QUICK_COMPILE):  # the usual case: one probe
-        return Kernels(thin_as_sums=True, loop="general", quick_init=True)
-    return Kernels(thin_as_sums=_cpu_accepts(ONLY_DOTS), loop="general", quick_init=_cpu_accepts(QUICK_COMPILE))
+    narrow = hidden_sizes is not None and max(hidden_sizes, default=0) <= LLVM_O1_MAX_WIDTH
+    if _cpu_accepts(ONLY_DOTS, QUICK_COMPILE):  # the usual case: one probe (QUICK_COMPILE holds LLVM_O1)
+        return Kernels(thin_as_sums=True, loop="general", quick_init=True, llvm_o1=narrow)
+    return Kernels(thin_as_sums=_cpu_accepts(ONLY_DOTS), loop="general", quick_init=_cpu_accepts(QUICK_COMPILE),
+                   llvm_o1=narrow and _cpu_accepts(LLVM_O1))

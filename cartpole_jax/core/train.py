@@ -199,8 +199,8 @@ def make_train(cfg: Config, hp: HyperParams | None = None, kernels: Kernels = PL
 
     With `hp` left out, `train(key, hp)` also accepts hyperparameters explicitly, so
     `jax.vmap(train)(keys, batched_hp)` sweeps vmappable fields in one program. The CLI's kernels and
-    loop on CPU (gradient steps ~1.3x faster, other bits): `k = kernels.for_platform("cpu")`, then
-    `jax.jit(make_train(cfg, kernels=k), **k.jit_options())`.
+    loop on CPU (gradient steps ~1.3x faster, other bits): `k = kernels.for_platform("cpu", cfg.hidden_sizes)`,
+    then `jax.jit(make_train(cfg, kernels=k), **k.jit_options())`.
     """
     trainer = make_trainer(cfg, kernels)
     default_hp = cfg.hyperparams() if hp is None else hp
