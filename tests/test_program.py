@@ -16,7 +16,7 @@ from cartpole_jax.program import Program, batch_hyperparams, collector_paused, o
 def test_in_place_map_gives_lax_map_s_bits_and_needs_no_second_state(tiny):
     """Runs written back into the donated state: every leaf as lax.map's fresh arrays, and no
     temporary as large as the state (lax.map zero-fills one for its outputs)."""
-    cpu = kernels.for_platform("cpu")
+    cpu = kernels.for_platform("cpu", tiny.hidden_sizes)  # the options Program compiles this config with
     trainer = make_trainer(tiny, cpu)
     keys, hps = jax.vmap(jax.random.key)(jnp.arange(3)), batch_hyperparams(tiny, [{}] * 3)
     state = jax.jit(over_runs(trainer.init, "map"))(keys, hps)
